@@ -1,0 +1,161 @@
+"""Talking to a booted guest over SSH (paramiko) with per-run keys:
+run commands with a timeout, copy files, write kmsg markers."""
+from __future__ import annotations
+
+import base64
+import io
+import select
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import paramiko
+
+from harness.errors import CommandTimeout, VMError
+
+
+@dataclass(frozen=True)
+class SSHKey:
+    private_openssh: str
+    public_line: str  # "ssh-ed25519 AAAA... pinharness"
+
+    @classmethod
+    def generate(cls) -> "SSHKey":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                 serialization.NoEncryption()).decode()
+        pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                            serialization.PublicFormat.OpenSSH).decode()
+        return cls(priv, pub + " pinharness")
+
+    def pkey(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key.from_private_key(io.StringIO(self.private_openssh))
+
+    def cmdline_value(self) -> str:
+        """The public key line, base64'd so it is one word on the kernel command line."""
+        return base64.b64encode(self.public_line.encode()).decode()
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def check(self) -> "CommandResult":
+        if self.exit_status != 0:
+            raise VMError(f"guest command failed (exit {self.exit_status}): {self.command!r}: "
+                          f"{(self.stderr or self.stdout).strip()[-300:]}")
+        return self
+
+
+class Guest:
+    """An SSH connection to the guest as root."""
+
+    def __init__(self, port: int, key: SSHKey, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port
+        self.key = key
+        self.client: Optional[paramiko.SSHClient] = None
+
+    def connect(self, timeout: float, alive: Callable[[], None] = lambda: None) -> None:
+        """Connect, retrying until ``timeout``; ``alive()`` raises if the VM died meanwhile."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            alive()
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                client.connect(self.host, port=self.port, username="root", pkey=self.key.pkey(),
+                               look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=30,
+                               auth_timeout=30)
+                client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
+                self.client = client
+                return
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                last = exc
+                client.close()
+                time.sleep(0.3)
+        raise VMError(f"SSH to the guest on 127.0.0.1:{self.port} failed for {timeout:.0f}s: {last}")
+
+    def _transport(self) -> paramiko.Transport:
+        if self.client is None or self.client.get_transport() is None:
+            raise VMError("not connected to the guest")
+        return self.client.get_transport()  # type: ignore[return-value]
+
+    def run(self, command: str, timeout: float = 60.0, alive: Callable[[], None] = lambda: None,
+            stdin: Optional[bytes] = None) -> CommandResult:
+        """Run ``command`` with bash in the guest; CommandTimeout after ``timeout`` s."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        try:
+            chan = self._transport().open_session(timeout=min(timeout, 30))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            alive()
+            raise VMError(f"cannot open an SSH session to the guest: {exc}")
+        out, err = bytearray(), bytearray()
+        try:
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+                chan.shutdown_write()
+            next_alive = t0 + 0.5
+            while True:
+                r, _, _ = select.select([chan], [], [], 0.2)
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                now = time.monotonic()
+                if now > next_alive:
+                    alive()
+                    next_alive = now + 0.5
+                if now > deadline:
+                    raise CommandTimeout(f"guest command did not finish in {timeout:.0f}s: {command!r}")
+                if chan.closed and not chan.exit_status_ready():
+                    alive()
+                    raise VMError(f"SSH channel closed before {command!r} finished")
+            status = chan.recv_exit_status()
+        except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
+            alive()
+            raise VMError(f"SSH failed running {command!r}: {exc}")
+        finally:
+            chan.close()
+        return CommandResult(command, status, out.decode(errors="replace"), err.decode(errors="replace"),
+                             time.monotonic() - t0)
+
+    def put(self, local: Path, remote: str, mode: Optional[int] = None) -> None:
+        with self.client.open_sftp() as sftp:  # type: ignore[union-attr]
+            sftp.put(str(local), remote)
+            if mode is not None:
+                sftp.chmod(remote, mode)
+
+    def get(self, remote: str, local: Path) -> Path:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with self.client.open_sftp() as sftp:  # type: ignore[union-attr]
+            sftp.get(remote, str(local))
+        return local
+
+    def mark_command(self, text: str) -> str:
+        """Shell command that writes a pinharness marker into the kernel log."""
+        return f"echo {shlex.quote('<5>pinharness: ' + text)} > /dev/kmsg"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
