@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 
 # command name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("harness.report_cmd", "Parse a console/dmesg log into crash reports"),
 }
 
 
