@@ -131,6 +131,9 @@ class Guest:
                     alive()
                     raise VMError(f"SSH channel closed before {command!r} finished")
             status = chan.recv_exit_status()
+            if status == -1:  # the channel closed without an exit status: the connection died
+                alive()
+                raise VMError(f"SSH connection lost while running {command!r}")
         except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
             alive()
             raise VMError(f"SSH failed running {command!r}: {exc}")

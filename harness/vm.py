@@ -197,9 +197,18 @@ class VM:
                 raise GuestHang(f"guest stopped answering: {exc}; last console line: {machine.last_line()!r}")
             raise
         except VMError:
-            machine.check()  # a named cause (panic, QEMU death) wins over the SSH symptom
+            self._settle(machine)  # a named cause (panic, QEMU death) wins over the SSH symptom
             raise
         return res.check() if check else res
+
+    def _settle(self, machine: Machine, timeout: float = 10.0) -> None:
+        """After a lost SSH connection, give a dying guest a moment to show why."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            machine.check()
+            if machine.fatal_console_error() is not None:
+                raise machine.fatal_console_error()  # type: ignore[misc]
+            time.sleep(0.2)
 
     def responsive(self, timeout: float = 10.0) -> bool:
         """Does the guest still answer a fresh SSH session within ``timeout``?"""

@@ -1,0 +1,371 @@
+"""pytest plugin: options, fixtures that boot guests, markers, per-test artifacts
+and the post-test console check.
+
+Fixtures
+  kernel         the kernel under test, parametrized over --kernel/--kernel-tree
+                 (default: Debian 6.1 and 6.12)
+  guest_image    the cached Debian rootfs
+  fs_type        "ext4" and "xfs" (parametrized)
+  scratch_disk   a fresh host-made disk of fs_type (mkfs options: @pytest.mark.mkfs)
+  vm             a booted guest for this test (function scope), with scratch_disk attached if requested
+  module_vm      one booted guest per test module and kernel
+  scratch_fs     scratch_disk mounted in vm at /mnt/scratch
+
+Markers
+  vm, slow, kconfig("VFIO_PCI", ...), vm_options(memory_mb=..., iommu=True, ...),
+  mkfs(ext4=[...], xfs=[...]), expect_kernel_errors (no post-test console check)
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from harness import kernel as kernel_mod
+from harness.errors import HarnessError, VMError
+from harness.host import Paths
+from harness.image import GuestImage, build_rootfs, make_scratch_disk
+from harness.kernel import Kernel
+from harness.qemu import AccelChoice
+from harness.vm import VM, VMOptions, pick_accel
+
+FS_TYPES = ("ext4", "xfs")
+SCRATCH_MOUNT = "/mnt/scratch"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("pinharness", "pinharness: kernels in QEMU guests")
+    g.addoption("--kernel", action="append", default=[], metavar="SPEC",
+                help="kernel to test (repeatable): debian:6.1, debian:6.12, a bzImage/vmlinux path, "
+                     "or tree:PATH. Default: debian:6.1 and debian:6.12")
+    g.addoption("--kernel-tree", action="append", default=[], metavar="PATH",
+                help="a built kernel tree or O= build directory (repeatable)")
+    g.addoption("--modules", default=None, metavar="DIR", help="modules directory for a --kernel image")
+    g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"),
+                help="auto: KVM if a canary boot works, else TCG (default)")
+    g.addoption("--vm-memory", type=int, default=1024, metavar="MB", help="guest memory (default 1024)")
+    g.addoption("--vm-cpus", type=int, default=1, metavar="N", help="guest CPUs (default 1)")
+    g.addoption("--vm-timeout", type=float, default=180.0, metavar="S", help="boot timeout in seconds")
+    g.addoption("--artifacts", default=None, metavar="DIR",
+                help="where console logs, dmesg, QEMU argv and outcomes go (default: ./artifacts)")
+    g.addoption("--require-vm", action="store_true",
+                help="fail the run if any `vm` test was skipped or none ran (used by CI)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "vm: boots a QEMU guest",
+        "slow: long-running (not in the CI tier)",
+        "kconfig(*options): skip unless the kernel has these CONFIG_ options (y or m)",
+        "vm_options(**kw): override VMOptions for this test's guest",
+        "mkfs(ext4=[...], xfs=[...]): mkfs options for scratch_disk",
+        "expect_kernel_errors: the test provokes kernel errors; skip the post-test console check",
+    ):
+        config.addinivalue_line("markers", line)
+    config.stash[SESSION_KEY] = PinSession(config)
+    if config.getoption("--require-vm"):
+        config.pluginmanager.register(RequireVM(), "pinharness-require-vm")
+
+
+# --------------------------------------------------------------------------- session state
+
+@dataclass
+class PinSession:
+    """Per-pytest-session state: resolved kernels, the guest image, the accel decision."""
+
+    config: pytest.Config
+    paths: Paths = field(default_factory=Paths.default)
+    kernels: dict = field(default_factory=dict)
+    accel: Optional[AccelChoice] = None
+    image: Optional[GuestImage] = None
+    vm_tests: dict = field(default_factory=dict)  # nodeid -> outcome
+
+    @property
+    def artifacts(self) -> Path:
+        opt = self.config.getoption("--artifacts")
+        base = Path(opt) if opt else Path(str(self.config.rootpath)) / "artifacts"
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+
+    def kernel_specs(self) -> list[str]:
+        specs = list(self.config.getoption("--kernel")) + [
+            f"tree:{t}" for t in self.config.getoption("--kernel-tree")]
+        return specs or list(kernel_mod.DEFAULT_KERNELS)
+
+    def kernel(self, spec: str) -> Kernel:
+        if spec not in self.kernels:
+            modules = self.config.getoption("--modules")
+            self.kernels[spec] = kernel_mod.resolve(spec, self.paths, modules=Path(modules) if modules else None)
+        return self.kernels[spec]
+
+    def guest_image(self) -> GuestImage:
+        if self.image is None:
+            self.image = build_rootfs(self.paths)
+        return self.image
+
+    def accel_for(self, kernel: Kernel) -> AccelChoice:
+        if self.accel is None:
+            self.accel = pick_accel(self.config.getoption("--accel"), kernel, self.paths,
+                                    self.artifacts / "_accel", log=_warn)
+        return self.accel
+
+    def vm_options(self, node) -> VMOptions:
+        opts = VMOptions(memory_mb=self.config.getoption("--vm-memory"), cpus=self.config.getoption("--vm-cpus"),
+                         accel=self.config.getoption("--accel"), boot_timeout=self.config.getoption("--vm-timeout"))
+        for mark in reversed(list(node.iter_markers("vm_options"))):
+            opts = replace(opts, **mark.kwargs)
+        return opts
+
+
+SESSION_KEY = pytest.StashKey[PinSession]()
+CHECKS_KEY = pytest.StashKey[list]()  # [(VM, console start offset)]
+
+
+def _warn(msg: str) -> None:
+    import warnings
+
+    print(msg)
+    warnings.warn(msg, stacklevel=2)
+
+
+def _session(request) -> PinSession:
+    return request.config.stash[SESSION_KEY]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:150]
+
+
+def test_artifacts_dir(request) -> Path:
+    d = _session(request).artifacts / _safe(request.node.nodeid)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# --------------------------------------------------------------------------- parametrization
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kernel_spec" in metafunc.fixturenames:
+        specs = metafunc.config.stash[SESSION_KEY].kernel_specs()
+        ids = [_safe(s.replace("debian:", "debian-").replace("tree:", "tree-")) for s in specs]
+        metafunc.parametrize("kernel_spec", specs, ids=ids, scope="session")
+    if "fs_type" in metafunc.fixturenames:
+        metafunc.parametrize("fs_type", FS_TYPES, scope="function")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def ph_session(request) -> PinSession:
+    return _session(request)
+
+
+@pytest.fixture(scope="session")
+def kernel(request, kernel_spec) -> Kernel:
+    try:
+        return _session(request).kernel(kernel_spec)
+    except HarnessError as exc:
+        pytest.fail(f"kernel {kernel_spec}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def guest_image(request) -> GuestImage:
+    try:
+        return _session(request).guest_image()
+    except HarnessError as exc:
+        pytest.fail(f"guest image: {exc}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _ph_kconfig(request) -> None:
+    marks = list(request.node.iter_markers("kconfig"))
+    if not marks or "kernel" not in request.fixturenames:
+        return
+    k: Kernel = request.getfixturevalue("kernel")
+    missing = k.missing_config(*[o for m in marks for o in m.args])
+    if missing:
+        pytest.skip(f"{k.name} lacks {', '.join(missing)}")
+
+
+@pytest.fixture
+def scratch_disk(request, fs_type, tmp_path):
+    options: list[str] = []
+    for mark in request.node.iter_markers("mkfs"):
+        options = list(mark.kwargs.get(fs_type, options))
+    try:
+        return make_scratch_disk(tmp_path, fs_type, mkfs_options=options)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _boot(request, kernel: Kernel, image: GuestImage, workdir: Path, disks=()) -> VM:
+    sess = _session(request)
+    vm = VM(kernel, image, sess.paths, workdir, sess.vm_options(request.node), disks=list(disks),
+            accel=sess.accel_for(kernel), log=print)
+    try:
+        return vm.boot()
+    except HarnessError as exc:
+        pytest.fail(f"boot of {kernel.name} failed: {exc} (artifacts: {workdir})", pytrace=False)
+
+
+@pytest.fixture
+def vm(request, kernel, guest_image):
+    disks = [request.getfixturevalue("scratch_disk")] if "scratch_disk" in request.fixturenames else []
+    art = test_artifacts_dir(request)
+    machine = _boot(request, kernel, guest_image, art, disks)
+    request.node.stash.setdefault(CHECKS_KEY, []).append((machine, 0))
+    try:
+        yield machine
+    finally:
+        machine.close()
+
+
+@pytest.fixture(scope="module")
+def module_vm(request, kernel, guest_image):
+    sess = _session(request)
+    art = sess.artifacts / _safe(f"{request.node.nodeid}-{kernel.name}") / "module-vm"
+    machine = _boot(request, kernel, guest_image, art)
+    try:
+        yield machine
+    finally:
+        machine.close()
+
+
+@pytest.fixture(autouse=True)
+def _ph_module_vm_check(request):
+    """Register a module-scoped VM for the post-test check, from this test's start marker."""
+    if "module_vm" in request.fixturenames:
+        machine: VM = request.getfixturevalue("module_vm")
+        try:
+            start = machine.mark(f"test start {request.node.nodeid}")
+        except VMError as exc:
+            pytest.fail(f"module VM unusable: {exc}", pytrace=False)
+        request.node.stash.setdefault(CHECKS_KEY, []).append((machine, start))
+    yield
+
+
+@dataclass
+class ScratchFS:
+    fs: str
+    device: str
+    mountpoint: str
+    disk: object
+
+
+@pytest.fixture
+def scratch_fs(vm, scratch_disk) -> ScratchFS:
+    dev = vm.run(f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {scratch_disk.serial} ] && "
+                 "echo /dev/${d##*/}; done", timeout=30).stdout.strip()
+    if not dev:
+        pytest.fail(f"scratch disk {scratch_disk.serial} not visible in the guest", pytrace=False)
+    vm.run(f"modprobe {scratch_disk.fs} 2>/dev/null; mkdir -p {SCRATCH_MOUNT} && "
+           f"mount -t {scratch_disk.fs} {dev} {SCRATCH_MOUNT}", timeout=60, check=True)
+    return ScratchFS(scratch_disk.fs, dev, SCRATCH_MOUNT, scratch_disk)
+
+
+# --------------------------------------------------------------------------- post-test check
+
+def kernel_problems(text: str) -> list[str]:
+    """Titles of the crash reports in a console slice (the crash parser's view)."""
+    from harness import console
+
+    return [r.title for r in console.parse(text)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    checks = item.stash.get(CHECKS_KEY, [])
+    titles: list[str] = []
+    for machine, start in checks:
+        if machine.machine is not None and machine.machine.alive() and machine.guest is not None:
+            try:
+                machine.mark(f"test end {item.nodeid}")
+            except VMError:
+                pass
+        text = machine.console_text(start)
+        found = kernel_problems(text)
+        titles += found
+        art = _session(item).artifacts / _safe(item.nodeid)
+        art.mkdir(parents=True, exist_ok=True)
+        if start:  # module VM: keep this test's part of the console
+            (art / "console.log").write_text(text)
+        _write_reports(art, text, machine)
+    expect = item.get_closest_marker("expect_kernel_errors") is not None
+    if titles and not expect and report.passed:
+        report.outcome = "failed"
+        report.longrepr = "kernel reported during the test: " + "; ".join(dict.fromkeys(titles))
+    if checks:
+        sess = _session(item)
+        sess.vm_tests[item.nodeid] = report.outcome
+        art = sess.artifacts / _safe(item.nodeid)
+        (art / "outcome.json").write_text(json.dumps(
+            {"nodeid": item.nodeid, "outcome": report.outcome, "kernel_reports": titles,
+             "duration": round(report.duration, 2)}, indent=1))
+
+
+def _write_reports(art: Path, text: str, machine: VM) -> None:
+    """Crash reports of the test, symbolized when the kernel's vmlinux has DWARF."""
+    from harness import console
+
+    reports = console.parse(text)
+    if not reports:
+        return
+    vmlinux = machine.kernel.vmlinux
+    if vmlinux is not None:
+        try:
+            from harness import symbolize
+
+            symbolize.symbolize(reports, vmlinux, machine.kernel.modules_dir)
+        except Exception as exc:  # symbolization is a bonus; never lose the report over it
+            (art / "symbolize-error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+    with open(art / "reports.txt", "w") as f:
+        for r in reports:
+            f.write(f"TITLE: {r.title}\n")
+            for fr in r.frames:
+                loc = f" {fr.file}:{fr.line}" if getattr(fr, "file", None) else ""
+                f.write(f"  {fr.function}{loc}{' (inlined)' if getattr(fr, 'inlined', False) else ''}\n")
+            f.write(r.report.rstrip() + "\n\n")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if {"vm", "module_vm", "scratch_fs"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.vm)
+
+
+class RequireVM:
+    """--require-vm: a run where a `vm` test was skipped, or none ran, fails (CI uses this)."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if "vm" not in report.keywords:
+            return
+        if report.skipped:
+            self.skipped.append(report.nodeid)
+        elif report.when == "call":
+            self.ran.append(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if (self.skipped or not self.ran) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.skipped or not self.ran:
+            terminalreporter.write_line(
+                f"pinharness --require-vm: {len(self.ran)} VM tests ran, {len(self.skipped)} skipped "
+                f"({', '.join(self.skipped[:5])}): the run fails", red=True)
+        else:
+            terminalreporter.write_line(f"pinharness --require-vm: {len(self.ran)} VM tests ran, none skipped",
+                                        green=True)

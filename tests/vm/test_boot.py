@@ -1,0 +1,65 @@
+"""A booted guest runs the kernel under test with a real userspace reached over SSH."""
+import re
+
+import pytest
+
+
+def test_runs_the_kernel_under_test(module_vm, kernel):
+    res = module_vm.run("uname -r", timeout=30)
+    assert res.exit_status == 0
+    assert res.stdout.strip() == kernel.release
+
+
+def test_command_status_stdout_stderr(module_vm):
+    res = module_vm.run("echo out; echo err >&2; exit 7", timeout=30)
+    assert (res.exit_status, res.stdout, res.stderr) == (7, "out\n", "err\n")
+
+
+def test_stdin_is_passed(module_vm):
+    res = module_vm.run("tr a-z A-Z", timeout=30, stdin=b"pinned pages\n")
+    assert res.stdout == "PINNED PAGES\n"
+
+
+def test_real_userspace_with_sshd(module_vm):
+    procs = module_vm.run("ps -eo comm", timeout=30).stdout.split()
+    assert "sshd" in procs
+    assert module_vm.run("cat /proc/1/cmdline | tr '\\0' ' '", timeout=30).stdout.startswith("/bin/bash")
+    for tool in ("fio", "mkfs.xfs", "e2fsck", "ibv_devices", "rdma", "ip", "modprobe"):
+        assert module_vm.run(f"command -v {tool}", timeout=30).exit_status == 0, tool
+
+
+def test_modules_reach_the_guest(module_vm, kernel):
+    if not kernel.has_config("XFS_FS"):
+        pytest.skip("kernel has no XFS")
+    module_vm.run("modprobe xfs", timeout=60, check=True)
+    assert "xfs" in module_vm.run("cat /proc/filesystems", timeout=30).stdout
+
+
+def test_put_and_get_files(module_vm, tmp_path):
+    src = tmp_path / "blob"
+    src.write_bytes(bytes(range(256)) * 4096)
+    module_vm.put(src, "/tmp/blob", mode=0o600)
+    assert module_vm.run("sha256sum /tmp/blob", timeout=30).stdout.split()[0] == \
+        __import__("hashlib").sha256(src.read_bytes()).hexdigest()
+    back = module_vm.get("/tmp/blob", tmp_path / "back")
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_kmsg_markers_are_on_the_console_and_in_dmesg(module_vm):
+    offset = module_vm.mark("step one")
+    assert "pinharness: step one" in module_vm.console_text(offset)
+    assert "pinharness: step one" in module_vm.run("dmesg", timeout=30).stdout
+    later = module_vm.mark("step two")
+    assert later > offset
+
+
+def test_each_test_starts_with_its_own_marker(module_vm, request):
+    text = module_vm.console_text()
+    assert re.search(r"pinharness: test start .*" + re.escape(request.node.name), text)
+
+
+def test_vm_artifacts_are_written(vm, kernel):
+    argv = (vm.workdir / "qemu-argv.json").read_text()
+    assert '"-kernel"' in argv and str(kernel.image) in argv
+    assert (vm.workdir / "console.log").stat().st_size > 0
+    assert "PINHARNESS-READY" in vm.console_text()
