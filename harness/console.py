@@ -522,7 +522,7 @@ _FRAME_LINE = (
     r"(?:\s+\[(?P<mod>[A-Za-z0-9_\-]+)(?:\s+[0-9a-f]+)?\])?"
     r"(?:\s+(?P<file>[A-Za-z0-9_\-./]+\.[chSs]):(?P<line>[0-9]+))?"
 )
-_INLINE_LINE = r"^\s+(?P<func>[A-Za-z_][A-Za-z0-9_.$]*) (?P<file>[A-Za-z0-9_\-./]+\.[chSs]):(?P<line>[0-9]+) \[inline\]"
+_INLINE_LINE = r"^(?:\s+|(?:RIP|IP|NIP|pc|PC is at)\s*:?\s*(?:[0-9a-f]{4}:)?)(?P<func>[A-Za-z_][A-Za-z0-9_.$]*) (?P<file>[A-Za-z0-9_\-./]+\.[chSs]):(?P<line>[0-9]+) \[inline\]"
 _ADDR_LINE = r"^\s*(?:(?P<rip>RIP|IP)\s*:?\s*(?:[0-9a-f]{4}:)?\s*)?(?:\[<(?P<addr>[0-9a-f]{8,})>\]|0x(?P<addr2>[0-9a-f]{8,}))\s*$"
 
 
