@@ -134,28 +134,28 @@ def _iter_syms(data: bytes, elfclass: int, little: bool):
 
 
 def _relocate(elf: "_MappedELF", section) -> Optional[bytes]:
-    """Section data with its RELA relocations applied (S + A, sections at their bases)."""
+    """Section data with its RELA relocations applied (S + A, sections at their bases), read with struct."""
     widths = _ABS_RELOCS.get(elf["e_machine"])
-    if widths is None:
+    if widths is None or elf.elfclass != 64:
         return None
+    order = "<" if elf.little_endian else ">"
     data = bytearray(section.data())
+    index = elf.get_section_index(section.name)
     for rel in elf.iter_sections():
-        if rel["sh_type"] != "SHT_RELA" or rel["sh_info"] != elf.get_section_index(section.name):
+        if rel["sh_type"] != "SHT_RELA" or rel["sh_info"] != index:
             continue
         symtab = elf.get_section(rel["sh_link"])
-        for reloc in rel.iter_relocations():
-            width = widths.get(reloc["r_info_type"])
+        values = [value + elf.section_bases.get(shndx, 0) if 0 < shndx < 0xff00 else value
+                  for _, _, shndx, value, _ in _iter_syms(symtab.data(), 64, elf.little_endian)]
+        for off, info, addend in struct.iter_unpack(order + "QQq", rel.data()):
+            kind = info & 0xFFFFFFFF
+            width = widths.get(kind)
             if width is None:
-                if reloc["r_info_type"] == 0:
+                if kind == 0:
                     continue
                 return None
-            sym = symtab.get_symbol(reloc["r_info_sym"])
-            shndx = sym["st_shndx"]
-            value = sym["st_value"] + reloc["r_addend"]
-            if isinstance(shndx, int):
-                value += elf.section_bases.get(shndx, 0)
-            off = reloc["r_offset"]
-            data[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little" if elf.little_endian else "big")
+            value = (values[info >> 32] + addend) & ((1 << (8 * width)) - 1)
+            data[off:off + width] = value.to_bytes(width, "little" if elf.little_endian else "big")
     return bytes(data)
 
 
