@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 
 # command name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("harness.run_cmd", "The main job: the pin matrix on the default (or given) kernels"),
     "setup": ("harness.setup_cmd", "Install the host packages pinharness needs (qemu, mkfs tools, mmdebstrap, gcc)"),
     "boot": ("harness.boot_cmd", "Boot a kernel in a guest and run shell commands in it"),
     "report": ("harness.report_cmd", "Parse a console/dmesg log into crash reports"),

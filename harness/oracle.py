@@ -1,0 +1,174 @@
+"""Outcomes of a pin-workload run and what each kernel is expected to do.
+
+``classify`` turns a WorkloadRun + its crash reports into an Outcome;
+``expectation`` looks the cell up in data/oracle.tsv; ``verdict`` compares.
+"""
+from __future__ import annotations
+
+import errno as errno_mod
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+TABLE = Path(__file__).resolve().parent / "data" / "oracle.tsv"
+
+# Crash-report types that count as a crash (the rest of the parser's reports are warnings).
+CRASH_TYPES = {"BUG", "PANIC", "KASAN", "KFENCE", "KMSAN", "UBSAN", "HANG"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run did. ``kind`` is the headline by severity; the rest are facets."""
+
+    kind: str  # PROTECTED | CLEAN | WARNING | CRASH | DATA-LOSS | PIN-LEAK
+    pin_errno: int = 0
+    titles: tuple[str, ...] = ()
+    crash_titles: tuple[str, ...] = ()
+    lost_pages: int = 0
+    device_pages: int = 0
+    pin_leak: int = 0
+
+    @property
+    def facets(self) -> list[str]:
+        out = []
+        if self.pin_errno:
+            out.append(f"PROTECTED({errno_mod.errorcode.get(self.pin_errno, self.pin_errno)})")
+        out += [f"CRASH({t})" for t in self.crash_titles]
+        out += [f"WARNING({t})" for t in self.titles if t not in self.crash_titles]
+        if self.lost_pages:
+            out.append(f"DATA-LOSS({self.lost_pages})")
+        if self.pin_leak:
+            out.append(f"PIN-LEAK({self.pin_leak})")
+        return out or ["CLEAN"]
+
+    def __str__(self) -> str:
+        return "+".join(self.facets)
+
+
+def classify(run, reports: Sequence) -> Outcome:
+    """Outcome of a WorkloadRun given the crash reports parsed from its console."""
+    titles = tuple(dict.fromkeys(r.title for r in reports))
+    crashes = tuple(dict.fromkeys(r.title for r in reports if str(r.type).upper() in CRASH_TYPES))
+    pins = run.pins or {}
+    leak = 0
+    if pins.get("before") and pins.get("after"):
+        acq = pins["after"].get("nr_foll_pin_acquired", 0) - pins["before"].get("nr_foll_pin_acquired", 0)
+        rel = pins["after"].get("nr_foll_pin_released", 0) - pins["before"].get("nr_foll_pin_released", 0)
+        leak = max(0, acq - rel)
+    lost = run.lost_pages
+    if crashes:
+        kind = "CRASH"
+    elif leak:
+        kind = "PIN-LEAK"
+    elif lost:
+        kind = "DATA-LOSS"
+    elif titles:
+        kind = "WARNING"
+    elif run.pin_errno:
+        kind = "PROTECTED"
+    else:
+        kind = "CLEAN"
+    return Outcome(kind, run.pin_errno, titles, crashes, lost, run.device_pages, leak)
+
+
+# --------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class Expectation:
+    kernel: str
+    workload: str
+    fs: str
+    stressors: str
+    expect: str
+    bug: bool
+    why: str
+    facets: tuple[tuple[str, str], ...] = field(default=())  # (KIND, arg)
+
+
+def _facets(expect: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for part in re.findall(r"[A-Z-]+(?:\([^)]*\))?", expect):
+        m = re.fullmatch(r"([A-Z-]+)(?:\(([^)]*)\))?", part)
+        out.append((m.group(1), m.group(2) or ""))
+    return tuple(out)
+
+
+def load(path: Path = TABLE) -> list[Expectation]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 7:
+            raise ValueError(f"{path}: a row needs 7 tab-separated columns: {line!r}")
+        k, w, fs, st, exp, bug, why = cols
+        rows.append(Expectation(k, w, fs, st, exp, bug == "yes", why, _facets(exp)))
+    return rows
+
+
+def _version_matches(rule: str, version: tuple[int, ...]) -> bool:
+    if rule == "*":
+        return True
+    m = re.fullmatch(r"(<=|>=|<|>|==)?(\d+(?:\.\d+)*)", rule)
+    if not m:
+        raise ValueError(f"bad kernel rule {rule!r}")
+    op, want = m.group(1) or "==", tuple(int(x) for x in m.group(2).split("."))
+    v = version[: len(want)] if op == "==" else version
+    return {"<": v < want, "<=": v <= want, ">": v > want, ">=": v >= want, "==": v == want}[op]
+
+
+def expectation(version: tuple[int, ...], workload: str, fs: str, stressors: Sequence[str],
+                table: Optional[list[Expectation]] = None) -> Optional[Expectation]:
+    st = "+".join(sorted(stressors))
+    for row in table if table is not None else load():
+        row_st = "+".join(sorted(row.stressors.split("+"))) if row.stressors != "*" else "*"
+        if (_version_matches(row.kernel, version) and fnmatch.fnmatchcase(workload, row.workload)
+                and fnmatch.fnmatchcase(fs, row.fs) and (row_st == "*" or row_st == st)):
+            return row
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool  # the outcome matches the expectation
+    status: str  # EXPECTED | KNOWN-BUG | UNEXPECTED-ALLOW | UNEXPECTED-REFUSE | UNEXPECTED | FIXED? | NO-ORACLE
+    detail: str
+
+
+def verdict(outcome: Outcome, exp: Optional[Expectation]) -> Verdict:
+    if exp is None:
+        return Verdict(False, "NO-ORACLE", f"no oracle row; observed {outcome}")
+    want = dict(exp.facets)
+    if "PROTECTED" in want and not outcome.pin_errno:
+        return Verdict(False, "UNEXPECTED-ALLOW", f"expected {exp.expect}, the pin was allowed: {outcome}")
+    if "PROTECTED" not in want and outcome.pin_errno:
+        return Verdict(False, "UNEXPECTED-REFUSE", f"expected {exp.expect}, the pin was refused: {outcome}")
+    problems = []
+    if "PROTECTED" in want and want["PROTECTED"]:
+        name = errno_mod.errorcode.get(outcome.pin_errno, str(outcome.pin_errno))
+        if name != want["PROTECTED"]:
+            problems.append(f"refused with {name}, expected {want['PROTECTED']}")
+    if "WARNING" in want and want["WARNING"] not in outcome.titles:
+        problems.append(f"no {want['WARNING']!r}")
+    if "CRASH" in want and want["CRASH"] not in outcome.crash_titles:
+        problems.append(f"no crash {want['CRASH']!r}")
+    if "DATA-LOSS" in want:
+        arg = want["DATA-LOSS"]
+        if arg == "all" and (outcome.lost_pages == 0 or outcome.lost_pages < outcome.device_pages):
+            problems.append(f"lost {outcome.lost_pages} of {outcome.device_pages} pages, expected all")
+        elif arg in ("some", "") and outcome.lost_pages == 0:
+            problems.append("no data lost")
+        elif arg.isdigit() and outcome.lost_pages != int(arg):
+            problems.append(f"lost {outcome.lost_pages} pages, expected {arg}")
+    if set(want) <= {"CLEAN", "PROTECTED"}:
+        if outcome.titles or outcome.lost_pages or outcome.pin_leak:
+            problems.append(f"expected {exp.expect}")
+    elif "DATA-LOSS" not in want and outcome.lost_pages:
+        problems.append(f"unexpected loss of {outcome.lost_pages} pages")
+    if outcome.pin_leak and "PIN-LEAK" not in want:
+        problems.append(f"pin leak of {outcome.pin_leak}")
+    if problems:
+        return Verdict(False, "UNEXPECTED", f"{outcome}: " + "; ".join(problems))
+    return Verdict(True, "KNOWN-BUG" if exp.bug else "EXPECTED", str(outcome))

@@ -1,0 +1,68 @@
+"""`python -m harness run`: the pin matrix (kernels × workloads × fs × stressors)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness import kernel as kernel_mod
+from harness import results as results_mod
+from harness.host import Paths
+from harness.image import build_rootfs
+from harness.matrix import cells, run_cell
+from harness.stressors import STRESSORS
+from harness.vm import VMOptions, pick_accel
+from harness.workloads import WORKLOADS
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", action="append", default=[], metavar="SPEC",
+                   help="kernel (repeatable): debian:6.1, debian:6.12, a bzImage path, tree:PATH "
+                        f"(default: {' and '.join(kernel_mod.DEFAULT_KERNELS)})")
+    p.add_argument("--fs", type=_csv, default=["ext4", "xfs"], help="file systems, comma-separated (default ext4,xfs)")
+    p.add_argument("--workload", type=_csv, default=list(WORKLOADS),
+                   help=f"workloads, comma-separated (default: all: {','.join(WORKLOADS)})")
+    p.add_argument("--stressor", action="append", default=None, metavar="A+B",
+                   help=f"stressor set (repeatable; combine with +): {', '.join(STRESSORS)} "
+                        "(default: each workload's own)")
+    p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    p.add_argument("--memory", type=int, default=1024, metavar="MB", help="guest memory (default 1024)")
+    p.add_argument("--pages", type=int, default=16, help="pages of the pinned file (default 16)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results directory (default: results/<timestamp>): results.json, junit.xml, logs")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = Paths.default()
+    specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
+    matrix = cells(specs, args.workload, args.fs, args.stressor)
+    out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
+    image = build_rootfs(paths)
+    kernels = {s: kernel_mod.resolve(s, paths) for s in specs}
+    accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
+    print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
+    done = []
+    t0 = time.monotonic()
+    for i, cell in enumerate(matrix, 1):
+        print(f"[{i}/{len(matrix)}] {cell.id} ...", file=sys.stderr, flush=True)
+        res = run_cell(cell, kernels[cell.kernel], image, paths, out, accel,
+                       VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
+                       log=lambda s: print(s, file=sys.stderr))
+        done.append(res)
+        print(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)",
+              file=sys.stderr, flush=True)
+    meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
+            "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1)}
+    results_mod.write_json(done, out / "results.json", meta)
+    results_mod.write_junit(done, out / "junit.xml")
+    print(results_mod.table(done))
+    print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
+    bad = [r for r in done if not r.ok and r.status != "SKIP"]
+    return 1 if bad else 0

@@ -1,0 +1,111 @@
+"""Stressors: what runs around a pinned workload to make writeback and reclaim
+touch the pinned pages. A table of shell steps; combine with '+' (e.g.
+"mglru-off+bh-fill"). "reclaim" is done by the workload itself at the moment
+its pages are held (memory.reclaim of its cgroup)."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from harness.errors import HarnessError
+from harness.image import Disk
+
+BHFILL_MB = 280
+
+
+@dataclass(frozen=True)
+class Stressor:
+    name: str
+    description: str
+    setup: tuple[str, ...] = ()  # run before the workload (each must succeed, or the stressor is noted as skipped)
+    background: str = ""  # runs while the workload runs (killed after)
+    teardown: tuple[str, ...] = ()
+    requires: str = ""  # a guest path that must exist for the stressor to apply
+    disk_mb: int = 0  # an extra empty disk of this size (serial ph-bhfill)
+
+
+DISK_DEV = "$(for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = ph-bhfill ] && echo /dev/${d##*/}; done)"
+
+STRESSORS: dict[str, Stressor] = {
+    "none": Stressor("none", "nothing besides the workload"),
+    "reclaim": Stressor("reclaim", "memory.reclaim of the workload's cgroup while its pages are held (in-workload)"),
+    "mglru-off": Stressor("mglru-off", "multi-gen LRU off: classic active/inactive lists",
+                          setup=("echo n > /sys/kernel/mm/lru_gen/enabled",),
+                          teardown=("echo y > /sys/kernel/mm/lru_gen/enabled",),
+                          requires="/sys/kernel/mm/lru_gen/enabled"),
+    "bh-fill": Stressor(
+        "bh-fill", f"push buffer_heads_over_limit: buffered reads of {BHFILL_MB} MiB of a raw disk with 512-byte "
+                   "blocks, twice (active pages), so reclaim strips buffers of active folios",
+        setup=(f"dev={DISK_DEV}; blockdev --setbsz 512 $dev && "
+               f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none && "
+               f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none",),
+        disk_mb=BHFILL_MB + 16),
+    "sync-loop": Stressor("sync-loop", "sync every 100 ms", background="while :; do sync; sleep 0.1; done"),
+    "drop-caches": Stressor("drop-caches", "drop clean page cache every 200 ms",
+                            background="while :; do echo 1 > /proc/sys/vm/drop_caches; sleep 0.2; done"),
+    "dirty-writeback": Stressor(
+        "dirty-writeback", "aggressive writeback: dirty_expire 0.2 s, flusher every 0.1 s",
+        setup=("echo 20 > /proc/sys/vm/dirty_expire_centisecs", "echo 10 > /proc/sys/vm/dirty_writeback_centisecs"),
+        teardown=("echo 3000 > /proc/sys/vm/dirty_expire_centisecs",
+                  "echo 500 > /proc/sys/vm/dirty_writeback_centisecs")),
+    "memory-pressure": Stressor(
+        "memory-pressure", "anonymous memory hog to 85% of MemTotal in the background",
+        background="python3 -c 1 2>/dev/null; n=$(awk '/MemTotal/{print int($2*0.85/1024)}' /proc/meminfo); "
+                   "while :; do head -c ${n}M /dev/zero | tail > /dev/null; done"),
+}
+
+
+def parse(spec: str | Sequence[str]) -> tuple[str, ...]:
+    names = tuple(spec.split("+")) if isinstance(spec, str) else tuple(spec)
+    unknown = [n for n in names if n not in STRESSORS]
+    if unknown:
+        raise HarnessError(f"unknown stressor {unknown[0]!r}: use one of {', '.join(STRESSORS)} (combine with +)")
+    return names
+
+
+def stressor_disks(names: Sequence[str], workdir: Path) -> list[Disk]:
+    disks = []
+    for n in names:
+        mb = STRESSORS[n].disk_mb
+        if mb:
+            path = Path(workdir) / f"{n}.img"
+            with open(path, "wb") as f:
+                f.truncate(mb << 20)
+            disks.append(Disk(path, "ph-bhfill"))
+    return disks
+
+
+class Stressors:
+    """Applies a set of stressors around a workload run in ``vm``."""
+
+    def __init__(self, vm, names: Sequence[str]):
+        self.vm = vm
+        self.items = [STRESSORS[n] for n in names]
+        self.notes: list[str] = []
+        self._bg: list[str] = []
+
+    def setup(self) -> None:
+        for s in self.items:
+            if s.requires and self.vm.run(f"test -e {s.requires}", timeout=30).exit_status != 0:
+                self.notes.append(f"{s.name}: not applicable ({s.requires} missing)")
+                continue
+            for cmd in s.setup:
+                res = self.vm.run(cmd, timeout=600)
+                if res.exit_status != 0:
+                    self.notes.append(f"{s.name}: setup failed: {(res.stderr or res.stdout).strip()[-200:]}")
+            if s.background:
+                pidfile = f"/run/ph-stressor-{s.name}.pid"
+                self.vm.run(f"setsid bash -c {shlex.quote(s.background)} </dev/null >/dev/null 2>&1 & "
+                            f"echo $! > {pidfile}", timeout=30, check=True)
+                self._bg.append(pidfile)
+
+    def teardown(self) -> None:
+        for pidfile in self._bg:
+            self.vm.run(f"kill -- -$(cat {pidfile}) 2>/dev/null; kill $(cat {pidfile}) 2>/dev/null; true",
+                        timeout=30)
+        self._bg.clear()
+        for s in self.items:
+            for cmd in s.teardown:
+                self.vm.run(cmd + " 2>/dev/null; true", timeout=60)

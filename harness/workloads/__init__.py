@@ -1,0 +1,209 @@
+"""Pin workloads: C programs in this directory, built on the host with gcc
+(static), uploaded into the guest and run against a file on the scratch fs.
+
+The table ``WORKLOADS`` is the knowledge: what each needs from the kernel and
+the VM. ``run_workload`` is the one flow they all share: prepare stressors,
+run the program (one JSON line out), verify the data on disk after the guest
+dropped its cache, collect the console slice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from harness.errors import HarnessError
+from harness.host import Paths, require_tool
+from harness.image import Disk
+
+HERE = Path(__file__).resolve().parent
+PAGE = 4096
+GUEST_DIR = "/root/ph"
+CGROUP = "/sys/fs/cgroup/pinharness"
+SOURCE_SERIAL = "ph-source"
+FILL_SERIAL = "ph-bhfill"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    source: str  # C file in this directory
+    description: str
+    kconfig: tuple[str, ...] = ()  # needed CONFIG_ options (y or m)
+    source_disk: bool = True  # a throttled read-only disk holding pattern B: the "device"
+    source_iops: int = 1  # throttling.iops-read of that disk (slow device = long-held pages)
+    vm: dict = field(default_factory=dict)  # VMOptions overrides
+    args: tuple[str, ...] = ()  # extra program arguments
+    default_stressors: tuple[str, ...] = ("none",)
+
+
+WORKLOADS: dict[str, WorkloadSpec] = {
+    "odirect": WorkloadSpec(
+        "odirect", "odirect.c",
+        "O_DIRECT read from a slow device into the MAP_SHARED mapping; fsync + memory.reclaim meanwhile",
+        kconfig=("MEMCG",), default_stressors=("reclaim",)),
+    "io_uring": WorkloadSpec(
+        "io_uring", "io_uring.c",
+        "io_uring fixed-buffer registration of the mapping (FOLL_LONGTERM pin); READ_FIXED writes if allowed",
+        kconfig=("IO_URING",), source_iops=0),
+}
+
+
+def _pattern_page(tag: bytes, index: int) -> bytes:
+    page = bytearray(tag * PAGE)
+    page[0:8] = b"PINHARNS"
+    page[8] = tag[0]
+    page[9:16] = index.to_bytes(8, "little")[:7]
+    return bytes(page)
+
+
+def make_source_disk(directory: Path, pages: int, tag: bytes = b"B", extra_pages: int = 64) -> Path:
+    """A disk image whose page i holds pattern ``tag`` with index i (what the device writes)."""
+    path = Path(directory) / "source.img"
+    with open(path, "wb") as f:
+        for i in range(pages + extra_pages):
+            f.write(_pattern_page(tag, i))
+    return path
+
+
+# --------------------------------------------------------------------------- build
+
+def build(name: str, paths: Paths, timeout: float = 300) -> Path:
+    """Compile workload ``name`` statically with the host gcc; cached by source hash."""
+    spec = WORKLOADS[name]
+    gcc = require_tool("gcc")
+    srcs = [HERE / spec.source, HERE / "common.h"]
+    h = hashlib.sha256()
+    for s in srcs:
+        h.update(s.read_bytes())
+    h.update(subprocess.run([gcc, "--version"], capture_output=True, text=True, timeout=60).stdout.encode())
+    out = paths.sub("workloads") / f"{name}-{h.hexdigest()[:12]}"
+    if out.exists():
+        return out
+    tmp = out.with_suffix(".tmp")
+    proc = subprocess.run([gcc, "-O2", "-Wall", "-static", "-pthread", "-o", str(tmp), str(HERE / spec.source)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise HarnessError(f"building workload {name} failed: {last} (is libc6-dev installed? "
+                           "`python -m harness setup`)")
+    tmp.rename(out)
+    return out
+
+
+# --------------------------------------------------------------------------- run
+
+@dataclass
+class WorkloadRun:
+    """What one run of a workload produced (the raw material for the oracle)."""
+
+    workload: str
+    fs: str
+    stressors: tuple[str, ...]
+    result: dict  # the program's JSON line
+    verify: dict  # on-disk pattern counts after the guest dropped its cache
+    console: str  # the kernel console during the run
+    stressor_notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    pins: dict = field(default_factory=dict)  # nr_foll_pin_* before/after
+
+    @property
+    def pin_errno(self) -> int:
+        return int(self.result.get("pin", {}).get("errno", 0) or 0)
+
+    @property
+    def device_pages(self) -> int:
+        """Pages the device wrote into the mapping (pattern B seen in memory)."""
+        return int(self.result.get("device_wrote_B", 0) or 0)
+
+    @property
+    def lost_pages(self) -> int:
+        """Pages the device wrote that did not reach the disk."""
+        if self.pin_errno or not self.verify:
+            return 0
+        return max(0, self.device_pages - int(self.verify.get("B", 0)))
+
+    def to_dict(self) -> dict:
+        return {"workload": self.workload, "fs": self.fs, "stressors": list(self.stressors), "result": self.result,
+                "verify": self.verify, "lost_pages": self.lost_pages, "pins": self.pins,
+                "stressor_notes": self.stressor_notes, "seconds": round(self.seconds, 2)}
+
+
+def workload_disks(spec: WorkloadSpec, workdir: Path, pages: int, stressors: tuple[str, ...]) -> list[Disk]:
+    """Extra disks a workload needs attached at boot."""
+    from harness.stressors import stressor_disks
+
+    disks: list[Disk] = []
+    if spec.source_disk:
+        extra = {"throttling.iops-read": spec.source_iops} if spec.source_iops else {}
+        disks.append(Disk(make_source_disk(workdir, pages), SOURCE_SERIAL, readonly=True, extra=extra))
+    disks += stressor_disks(stressors, workdir)
+    return disks
+
+
+def _parse_json_line(text: str, what: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    raise HarnessError(f"{what} printed no JSON result: {text.strip()[-300:]!r}")
+
+
+def read_pins(vm) -> dict:
+    out = vm.run("grep -E '^nr_foll_pin_(acquired|released) ' /proc/vmstat", timeout=30).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors: tuple[str, ...], paths: Paths,
+                 pages: int = 16, timeout: float = 600) -> WorkloadRun:
+    """Run workload ``name`` in a booted ``vm`` whose scratch fs (``device``) is mounted at ``mountpoint``."""
+    import time
+
+    from harness.stressors import Stressors
+
+    spec = WORKLOADS[name]
+    binary = build(name, paths)
+    vm.run(f"mkdir -p {GUEST_DIR}", timeout=30, check=True)
+    vm.put(binary, f"{GUEST_DIR}/{name}", mode=0o755)
+    src = ""
+    if spec.source_disk:
+        src = vm.run(f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {SOURCE_SERIAL} ] && "
+                     "echo /dev/${d##*/}; done", timeout=30).stdout.strip()
+        if not src:
+            raise HarnessError(f"the source disk {SOURCE_SERIAL} is not visible in the guest")
+    vm.run(f"mkdir -p {CGROUP} && (grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || "
+           f"echo +memory > /sys/fs/cgroup/cgroup.subtree_control)", timeout=30, check=True)
+    stress = Stressors(vm, stressors)
+    t0 = time.monotonic()
+    start = vm.mark(f"workload {name} on {fs} with {'+'.join(stressors)}: start")
+    pins_before = read_pins(vm)
+    stress.setup()
+    try:
+        file = f"{mountpoint}/pinned"
+        args = [f"file={file}", f"pages={pages}", f"cgroup={CGROUP}",
+                f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args]
+        if src:
+            args.append(f"src={src}")
+        cmd = (f"echo $$ > {CGROUP}/cgroup.procs && exec {GUEST_DIR}/{name} "
+               + " ".join(shlex.quote(a) for a in args))
+        res = vm.run(f"bash -c {shlex.quote(cmd)}", timeout=timeout)
+    finally:
+        stress.teardown()
+    result = _parse_json_line(res.stdout, f"workload {name}")
+    # Verify what reached the disk: write back, drop the whole page cache by a remount, read with O_DIRECT.
+    vm.run(f"sync && umount {mountpoint} && mount -t {fs} {device} {mountpoint}", timeout=120, check=True)
+    verify = _parse_json_line(
+        vm.run(f"sync; echo 3 > /proc/sys/vm/drop_caches; {GUEST_DIR}/{name} mode=verify file={file} pages={pages}",
+               timeout=120).stdout, f"verify of {name}")
+    pins_after = read_pins(vm)
+    end_mark = vm.mark(f"workload {name}: end")
+    return WorkloadRun(name, fs, tuple(stressors), result, verify, vm.console_text(start)[: end_mark - start + 200],
+                       stressor_notes=stress.notes, seconds=time.monotonic() - t0,
+                       pins={"before": pins_before, "after": pins_after})

@@ -1,0 +1,202 @@
+/* pinharness workloads: shared helpers. Every workload has one shape:
+ * write pattern A to a file, map it MAP_SHARED, pin it, let the "device" write
+ * pattern B, run the stressor, unpin, and print one JSON line. A page's
+ * content is a 16-byte header ("PINHARNS", tag, page index) and the tag byte. */
+#ifndef PH_COMMON_H
+#define PH_COMMON_H
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PH_PAGE 4096UL
+#define PH_FN static __attribute__((unused))
+#define KPF_DIRTY 4
+#define KPF_LRU 5
+#define KPF_ACTIVE 6
+#define KPF_WRITEBACK 8
+#define KPF_MMAP 11
+#define KPF_PRIVATE 35 /* buffer heads attached */
+
+PH_FN const char *ph_arg(int argc, char **argv, const char *key, const char *def)
+{
+	size_t n = strlen(key);
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], key, n) && argv[i][n] == '=')
+			return argv[i] + n + 1;
+	return def;
+}
+
+PH_FN long ph_argl(int argc, char **argv, const char *key, long def)
+{
+	const char *v = ph_arg(argc, argv, key, NULL);
+	return v ? strtol(v, NULL, 0) : def;
+}
+
+PH_FN void ph_die(const char *what)
+{
+	printf("{\"error\": \"%s\", \"errno\": %d, \"strerror\": \"%s\"}\n", what, errno, strerror(errno));
+	fflush(stdout);
+	exit(2);
+}
+
+PH_FN void ph_fill(unsigned char *page, char tag, unsigned long index)
+{
+	memset(page, tag, PH_PAGE);
+	memcpy(page, "PINHARNS", 8);
+	page[8] = (unsigned char)tag;
+	memcpy(page + 9, &index, sizeof(index) > 7 ? 7 : sizeof(index));
+}
+
+/* 'A', 'B' (any tag) if the page is a whole pattern page, '0' all zeros, '?' otherwise */
+PH_FN char ph_classify(const unsigned char *page)
+{
+	if (memcmp(page, "PINHARNS", 8) == 0) {
+		char tag = (char)page[8];
+		for (size_t i = 16; i < PH_PAGE; i++)
+			if (page[i] != (unsigned char)tag)
+				return '?';
+		return tag;
+	}
+	for (size_t i = 0; i < PH_PAGE; i++)
+		if (page[i])
+			return '?';
+	return '0';
+}
+
+/* kpageflags of each page of [addr, addr+pages*4K) as a JSON array of hex strings */
+PH_FN void ph_flags_json(FILE *out, void *addr, size_t pages)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+	fputc('[', out);
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t ent = 0, flags = 0;
+		uintptr_t va = (uintptr_t)addr + i * PH_PAGE;
+		if (pm >= 0 && pread(pm, &ent, 8, (off_t)(va / PH_PAGE) * 8) == 8 && (ent >> 63) & 1) {
+			uint64_t pfn = ent & ((1ULL << 55) - 1);
+			if (kf < 0 || pread(kf, &flags, 8, (off_t)pfn * 8) != 8)
+				flags = 0;
+		}
+		fprintf(out, "%s\"0x%llx\"", i ? ", " : "", (unsigned long long)flags);
+	}
+	fputc(']', out);
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+}
+
+/* count pages whose kpageflags have bit set (from a fresh sample) */
+PH_FN size_t ph_count_flag(void *addr, size_t pages, int bit)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+	size_t n = 0;
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t ent = 0, flags = 0;
+		uintptr_t va = (uintptr_t)addr + i * PH_PAGE;
+		if (pm >= 0 && pread(pm, &ent, 8, (off_t)(va / PH_PAGE) * 8) == 8 && (ent >> 63) & 1) {
+			uint64_t pfn = ent & ((1ULL << 55) - 1);
+			if (kf >= 0 && pread(kf, &flags, 8, (off_t)pfn * 8) == 8 && (flags >> bit) & 1)
+				n++;
+		}
+	}
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return n;
+}
+
+#define PH_VMSTAT_KEYS 6
+static const char *ph_vmstat_keys[PH_VMSTAT_KEYS] = {
+	"nr_foll_pin_acquired", "nr_foll_pin_released", "nr_dirty", "nr_writeback", "pgsteal_direct", "pgscan_direct"};
+
+PH_FN void ph_vmstat(long long *vals)
+{
+	char key[128];
+	long long v;
+	FILE *f = fopen("/proc/vmstat", "r");
+	for (int i = 0; i < PH_VMSTAT_KEYS; i++)
+		vals[i] = -1;
+	if (!f)
+		return;
+	while (fscanf(f, "%127s %lld", key, &v) == 2)
+		for (int i = 0; i < PH_VMSTAT_KEYS; i++)
+			if (!strcmp(key, ph_vmstat_keys[i]))
+				vals[i] = v;
+	fclose(f);
+}
+
+PH_FN void ph_vmstat_delta_json(FILE *out, const long long *a, const long long *b)
+{
+	fputc('{', out);
+	for (int i = 0; i < PH_VMSTAT_KEYS; i++)
+		fprintf(out, "%s\"%s\": %lld", i ? ", " : "", ph_vmstat_keys[i],
+			(a[i] < 0 || b[i] < 0) ? 0 : b[i] - a[i]);
+	fputc('}', out);
+}
+
+/* Create `path` with `pages` pages of pattern A, fsync'ed. Returns the fd (O_RDWR). */
+PH_FN int ph_make_file(const char *path, size_t pages)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	unsigned char *page = aligned_alloc(PH_PAGE, PH_PAGE);
+	if (fd < 0 || !page)
+		ph_die("create file");
+	for (size_t i = 0; i < pages; i++) {
+		ph_fill(page, 'A', i);
+		if (pwrite(fd, page, PH_PAGE, (off_t)(i * PH_PAGE)) != (ssize_t)PH_PAGE)
+			ph_die("write pattern A");
+	}
+	if (fsync(fd))
+		ph_die("fsync");
+	free(page);
+	return fd;
+}
+
+/* verify mode: read the file with O_DIRECT (bypassing the page cache) and count patterns */
+PH_FN int ph_verify(const char *path, size_t pages)
+{
+	int fd = open(path, O_RDONLY | O_DIRECT);
+	unsigned char *page = aligned_alloc(PH_PAGE, PH_PAGE);
+	size_t a = 0, b = 0, z = 0, other = 0, misplaced = 0;
+	if (fd < 0 || !page)
+		ph_die("open for verify");
+	for (size_t i = 0; i < pages; i++) {
+		ssize_t r = pread(fd, page, PH_PAGE, (off_t)(i * PH_PAGE));
+		char c = r == (ssize_t)PH_PAGE ? ph_classify(page) : '?';
+		unsigned long idx = 0;
+		memcpy(&idx, page + 9, 7);
+		if ((c == 'A' || c == 'B') && idx != i)
+			misplaced++;
+		if (c == 'A')
+			a++;
+		else if (c == 'B')
+			b++;
+		else if (c == '0')
+			z++;
+		else
+			other++;
+	}
+	printf("{\"verify\": true, \"pages\": %zu, \"A\": %zu, \"B\": %zu, \"zero\": %zu, \"other\": %zu, "
+	       "\"misplaced\": %zu}\n", pages, a, b, z, other, misplaced);
+	return 0;
+}
+
+PH_FN double ph_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+#endif
