@@ -107,8 +107,7 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     try:
         with vm:
             res.boot_seconds = round(vm.boot_seconds, 2)
-            dev = vm.run(f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {SCRATCH_SERIAL} ] && "
-                         "echo /dev/${d##*/}; done", timeout=30).stdout.strip()
+            dev = vm.disk(SCRATCH_SERIAL)
             vm.run(f"modprobe {cell.fs} 2>/dev/null; mkdir -p /mnt/scratch && mount -t {cell.fs} {dev} /mnt/scratch",
                    timeout=60, check=True)
             run = run_workload(vm, cell.workload, cell.fs, dev, "/mnt/scratch", cell.stressors, paths, pages=pages)

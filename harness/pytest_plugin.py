@@ -259,10 +259,10 @@ class ScratchFS:
 
 @pytest.fixture
 def scratch_fs(vm, scratch_disk) -> ScratchFS:
-    dev = vm.run(f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {scratch_disk.serial} ] && "
-                 "echo /dev/${d##*/}; done", timeout=30).stdout.strip()
-    if not dev:
-        pytest.fail(f"scratch disk {scratch_disk.serial} not visible in the guest", pytrace=False)
+    try:
+        dev = vm.disk(scratch_disk.serial)
+    except VMError as exc:
+        pytest.fail(f"scratch disk not visible in the guest: {exc}", pytrace=False)
     vm.run(f"modprobe {scratch_disk.fs} 2>/dev/null; mkdir -p {SCRATCH_MOUNT} && "
            f"mount -t {scratch_disk.fs} {dev} {SCRATCH_MOUNT}", timeout=60, check=True)
     return ScratchFS(scratch_disk.fs, dev, SCRATCH_MOUNT, scratch_disk)

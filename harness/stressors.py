@@ -11,6 +11,7 @@ from typing import Sequence
 
 from harness.errors import HarnessError
 from harness.image import Disk
+from harness.vm import disk_by_serial_shell
 
 BHFILL_MB = 280
 
@@ -26,7 +27,7 @@ class Stressor:
     disk_mb: int = 0  # an extra empty disk of this size (serial ph-bhfill)
 
 
-DISK_DEV = "$(for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = ph-bhfill ] && echo /dev/${d##*/}; done)"
+DISK_DEV = "$(" + disk_by_serial_shell("ph-bhfill") + ")"
 
 STRESSORS: dict[str, Stressor] = {
     "none": Stressor("none", "nothing besides the workload"),

@@ -23,6 +23,12 @@ from harness.kernel import Kernel
 from harness.qemu import AccelChoice, Machine, QemuConfig, choose_accel, short_socket_dir
 
 READY_MARKER = r"PINHARNESS-READY"
+
+
+def disk_by_serial_shell(serial: str) -> str:
+    """A shell snippet printing /dev/vdX of the virtio disk with this serial."""
+    return ('for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = ' + serial
+            + ' ] && echo /dev/${d##*/}; done')
 CANARY_MARKER = r"PINHARNESS-CANARY-OK"
 
 
@@ -222,6 +228,13 @@ class VM:
             return False
         finally:
             probe.close()
+
+    def disk(self, serial: str) -> str:
+        """The guest device (/dev/vdX) of the disk attached with ``serial``."""
+        dev = self.run(disk_by_serial_shell(serial), timeout=30).stdout.strip()
+        if not dev:
+            raise VMError(f"no disk with serial {serial!r} in the guest")
+        return dev
 
     def put(self, local: Path, remote: str, mode: Optional[int] = None) -> None:
         self._require()[1].put(local, remote, mode)

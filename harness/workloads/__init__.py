@@ -174,10 +174,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     vm.put(binary, f"{GUEST_DIR}/{name}", mode=0o755)
     src = ""
     if spec.source_disk:
-        src = vm.run(f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {SOURCE_SERIAL} ] && "
-                     "echo /dev/${d##*/}; done", timeout=30).stdout.strip()
-        if not src:
-            raise HarnessError(f"the source disk {SOURCE_SERIAL} is not visible in the guest")
+        src = vm.disk(SOURCE_SERIAL)
     vm.run(f"mkdir -p {CGROUP} && (grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || "
            f"echo +memory > /sys/fs/cgroup/cgroup.subtree_control)", timeout=30, check=True)
     stress = Stressors(vm, stressors)
