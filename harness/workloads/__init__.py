@@ -39,6 +39,22 @@ class WorkloadSpec:
     vm: dict = field(default_factory=dict)  # VMOptions overrides
     args: tuple[str, ...] = ()  # extra program arguments
     default_stressors: tuple[str, ...] = ("none",)
+    prepare: str = ""  # guest shell run first; prints extra "key=value" program arguments
+
+
+VFIO_PREPARE = r"""
+set -e
+modprobe vfio-pci
+dev=$(for d in /sys/bus/pci/devices/*; do
+  [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] && echo ${d##*/}; done | head -n1)
+[ -n "$dev" ] || { echo "no edu PCI device (1234:11e8)" >&2; exit 1; }
+echo vfio-pci > /sys/bus/pci/devices/$dev/driver_override
+if [ -e /sys/bus/pci/devices/$dev/driver ]; then echo $dev > /sys/bus/pci/devices/$dev/driver/unbind; fi
+echo $dev > /sys/bus/pci/drivers_probe
+grp=$(basename "$(readlink /sys/bus/pci/devices/$dev/iommu_group)")
+[ -e /dev/vfio/$grp ] || { echo "no /dev/vfio/$grp: vfio-pci did not bind $dev" >&2; exit 1; }
+echo device=$dev group=$grp
+"""
 
 
 WORKLOADS: dict[str, WorkloadSpec] = {
@@ -50,6 +66,12 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "io_uring", "io_uring.c",
         "io_uring fixed-buffer registration of the mapping (FOLL_LONGTERM pin); READ_FIXED writes if allowed",
         kconfig=("IO_URING",), source_iops=0),
+    "vfio": WorkloadSpec(
+        "vfio", "vfio.c",
+        "VFIO type1 DMA map of the mapping (vIOMMU + QEMU edu device); edu DMA-writes while writeback/reclaim run",
+        kconfig=("VFIO_PCI", "VFIO_IOMMU_TYPE1", "INTEL_IOMMU", "MEMCG"), source_disk=False,
+        vm={"memory_mb": 512, "iommu": True, "devices": ("edu",)}, default_stressors=("bh-fill", "reclaim"),
+        prepare=VFIO_PREPARE),
 }
 
 
@@ -177,6 +199,12 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
         src = vm.disk(SOURCE_SERIAL)
     vm.run(f"mkdir -p {CGROUP} && (grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || "
            f"echo +memory > /sys/fs/cgroup/cgroup.subtree_control)", timeout=30, check=True)
+    extra_args: list[str] = []
+    if spec.prepare:
+        prep = vm.run(spec.prepare, timeout=120)
+        if prep.exit_status != 0:
+            raise HarnessError(f"preparing workload {name} failed: {(prep.stderr or prep.stdout).strip()[-300:]}")
+        extra_args = prep.stdout.split()
     stress = Stressors(vm, stressors)
     t0 = time.monotonic()
     start = vm.mark(f"workload {name} on {fs} with {'+'.join(stressors)}: start")
@@ -185,7 +213,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     try:
         file = f"{mountpoint}/pinned"
         args = [f"file={file}", f"pages={pages}", f"cgroup={CGROUP}",
-                f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args]
+                f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args, *extra_args]
         if src:
             args.append(f"src={src}")
         cmd = (f"echo $$ > {CGROUP}/cgroup.procs && exec {GUEST_DIR}/{name} "

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.vm
 CI_CELLS = [
     ("odirect", "reclaim"),
     ("io_uring", "none"),
+    ("vfio", "bh-fill+reclaim"),
 ]
 
 
