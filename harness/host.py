@@ -33,7 +33,7 @@ HOST_TOOLS: dict[str, str] = {
 }
 
 # Extra packages the host wants that provide no single tool we probe for.
-HOST_EXTRA_PACKAGES = ["libc6-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev"]
+HOST_EXTRA_PACKAGES = ["libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev"]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class WorkloadSpec:
     args: tuple[str, ...] = ()  # extra program arguments
     default_stressors: tuple[str, ...] = ("none",)
     prepare: str = ""  # guest shell run first; prints extra "key=value" program arguments
+    static: bool = True  # link statically (else against the guest's libraries, same Debian release)
+    libs: tuple[str, ...] = ()  # extra link flags
 
 
 VFIO_PREPARE = r"""
@@ -54,6 +56,18 @@ echo $dev > /sys/bus/pci/drivers_probe
 grp=$(basename "$(readlink /sys/bus/pci/devices/$dev/iommu_group)")
 [ -e /dev/vfio/$grp ] || { echo "no /dev/vfio/$grp: vfio-pci did not bind $dev" >&2; exit 1; }
 echo device=$dev group=$grp
+"""
+
+RDMA_PREPARE = r"""
+set -e
+modprobe crc32_generic 2>/dev/null || true
+modprobe dummy
+modprobe rdma_rxe
+ip link show dummy0 >/dev/null 2>&1 || ip link add dummy0 type dummy
+ip link set dummy0 up
+rdma link show rxe0 >/dev/null 2>&1 || rdma link add rxe0 type rxe netdev dummy0
+for i in $(seq 1 100); do [ -e /sys/class/infiniband/rxe0/ports/1/gids/0 ] && break; sleep 0.1; done
+echo dev=rxe0 gid=0
 """
 
 
@@ -72,6 +86,11 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         kconfig=("VFIO_PCI", "VFIO_IOMMU_TYPE1", "INTEL_IOMMU", "MEMCG"), source_disk=False,
         vm={"memory_mb": 512, "iommu": True, "devices": ("edu",)}, default_stressors=("bh-fill", "reclaim"),
         prepare=VFIO_PREPARE),
+    "rdma": WorkloadSpec(
+        "rdma", "rdma.c",
+        "soft-RoCE (rdma_rxe) ibv_reg_mr of the mapping; an RDMA WRITE over a loopback RC QP writes into it",
+        kconfig=("RDMA_RXE", "INFINIBAND_USER_ACCESS", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        default_stressors=("bh-fill", "reclaim"), prepare=RDMA_PREPARE, static=False, libs=("-libverbs",)),
 }
 
 
@@ -107,12 +126,13 @@ def build(name: str, paths: Paths, timeout: float = 300) -> Path:
     if out.exists():
         return out
     tmp = out.with_suffix(".tmp")
-    proc = subprocess.run([gcc, "-O2", "-Wall", "-static", "-pthread", "-o", str(tmp), str(HERE / spec.source)],
-                          capture_output=True, text=True, timeout=timeout)
+    argv = [gcc, "-O2", "-Wall", "-pthread", *(["-static"] if spec.static else []), "-o", str(tmp),
+            str(HERE / spec.source), *spec.libs]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise HarnessError(f"building workload {name} failed: {last} (is libc6-dev installed? "
-                           "`python -m harness setup`)")
+        raise HarnessError(f"building workload {name} failed: {last} (are libc6-dev and "
+                           "libibverbs-dev installed? `python -m harness setup`)")
     tmp.rename(out)
     return out
 

@@ -1,0 +1,155 @@
+/* rdma: register the MAP_SHARED file mapping as an RDMA memory region on a
+ * soft-RoCE device (ibv_reg_mr: a FOLL_LONGTERM|FOLL_WRITE pin via ib_umem),
+ * let writeback clean the pages and reclaim strip their buffers, then let the
+ * "device" write pattern B into them with an RDMA WRITE over a loopback RC QP
+ * pair, and deregister (unpin + dirty in __ib_umem_release).
+ *
+ * args: file=PATH pages=N dev=rxe0 [gid=N] cgroup=DIR [reclaim=1]
+ *       mode=verify file=PATH pages=N
+ * Linked against the guest's libibverbs (same Debian release as the host).
+ */
+#include "common.h"
+#include <infiniband/verbs.h>
+
+static int to_rts(struct ibv_qp *qp, uint32_t dest_qpn, union ibv_gid *gid, int gid_index)
+{
+	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1,
+				.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE};
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTR;
+	a.path_mtu = IBV_MTU_1024;
+	a.dest_qp_num = dest_qpn;
+	a.max_dest_rd_atomic = 1;
+	a.min_rnr_timer = 12;
+	a.ah_attr.is_global = 1;
+	a.ah_attr.grh.dgid = *gid;
+	a.ah_attr.grh.sgid_index = (uint8_t)gid_index;
+	a.ah_attr.grh.hop_limit = 1;
+	a.ah_attr.port_num = 1;
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTS;
+	a.timeout = 14;
+	a.retry_cnt = 7;
+	a.rnr_retry = 7;
+	a.max_rd_atomic = 1;
+	return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+				     IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
+	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
+	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
+		return ph_verify(file, pages);
+	const char *devname = ph_arg(argc, argv, "dev", "rxe0"), *cgroup = ph_arg(argc, argv, "cgroup", NULL);
+	int gid_index = (int)ph_argl(argc, argv, "gid", 0), do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
+	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
+	char path[512];
+
+	int fd = ph_make_file(file, pages);
+	size_t len = pages * PH_PAGE;
+	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	unsigned char *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED || src == MAP_FAILED)
+		ph_die("mmap");
+	for (size_t i = 0; i < pages; i++)
+		ph_fill(src + i * PH_PAGE, 'B', i);
+	ph_vmstat(vm0);
+
+	struct ibv_device **list = ibv_get_device_list(NULL), *dev = NULL;
+	for (int i = 0; list && list[i]; i++)
+		if (!strcmp(ibv_get_device_name(list[i]), devname))
+			dev = list[i];
+	if (!dev)
+		ph_die("no such RDMA device");
+	struct ibv_context *ctx = ibv_open_device(dev);
+	struct ibv_pd *pd = ctx ? ibv_alloc_pd(ctx) : NULL;
+	if (!pd)
+		ph_die("ibv_open_device/alloc_pd");
+	struct ibv_mr *src_mr = ibv_reg_mr(pd, src, len, IBV_ACCESS_LOCAL_WRITE);
+	if (!src_mr)
+		ph_die("register source buffer");
+	/* the pin under test */
+	struct ibv_mr *mr = ibv_reg_mr(pd, map, len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	int pin_errno = mr ? 0 : errno;
+
+	printf("{\"workload\": \"rdma\", \"pages\": %zu, \"device\": \"%s\", \"flags_held\": ", pages, devname);
+	ph_flags_json(stdout, map, pages);
+	int fsync_ret = 0, reclaim_err = 0, wc_status = -1, qp_err = 0;
+	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	if (mr) {
+		struct ibv_cq *cq = ibv_create_cq(ctx, 16, NULL, NULL, 0);
+		struct ibv_qp_init_attr qa = {.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC,
+					      .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1}};
+		struct ibv_qp *qa_ = cq ? ibv_create_qp(pd, &qa) : NULL, *qb = cq ? ibv_create_qp(pd, &qa) : NULL;
+		union ibv_gid gid;
+		if (!qa_ || !qb || ibv_query_gid(ctx, 1, gid_index, &gid) || to_rts(qa_, qb->qp_num, &gid, gid_index) ||
+		    to_rts(qb, qa_->qp_num, &gid, gid_index))
+			qp_err = errno ? errno : -1;
+		fsync_ret = fsync(fd); /* writeback cleans the pinned pages */
+		private_before = ph_count_flag(map, pages, KPF_PRIVATE);
+		if (do_reclaim && cgroup) {
+			snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
+			for (int pass = 0; pass < 3; pass++) {
+				int cfd = open(path, O_WRONLY);
+				if (cfd < 0 || write(cfd, "1G", 2) < 0)
+					reclaim_err = errno;
+				if (cfd >= 0)
+					close(cfd);
+			}
+		}
+		private_after = ph_count_flag(map, pages, KPF_PRIVATE);
+		printf(", \"flags_after_reclaim\": ");
+		ph_flags_json(stdout, map, pages);
+		if (!qp_err) {
+			/* the device: an RDMA WRITE of pattern B into the pinned region */
+			struct ibv_sge sge = {.addr = (uintptr_t)src, .length = (uint32_t)len, .lkey = src_mr->lkey};
+			struct ibv_send_wr wr = {.wr_id = 1, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
+						 .send_flags = IBV_SEND_SIGNALED}, *bad;
+			wr.wr.rdma.remote_addr = (uintptr_t)map;
+			wr.wr.rdma.rkey = mr->rkey;
+			if (ibv_post_send(qa_, &wr, &bad) == 0) {
+				struct ibv_wc wc;
+				double deadline = ph_now() + 30;
+				int n = 0;
+				while ((n = ibv_poll_cq(cq, 1, &wc)) == 0 && ph_now() < deadline)
+					usleep(1000);
+				if (n == 1)
+					wc_status = wc.status;
+			}
+		}
+		for (size_t i = 0; i < pages; i++)
+			b_in_memory += ph_classify(map + i * PH_PAGE) == 'B';
+		if (qa_)
+			ibv_destroy_qp(qa_);
+		if (qb)
+			ibv_destroy_qp(qb);
+		ibv_dereg_mr(mr); /* unpin: __ib_umem_release dirties the pages */
+		if (cq)
+			ibv_destroy_cq(cq);
+	}
+	printf(", \"flags_after_unpin\": ");
+	ph_flags_json(stdout, map, pages);
+	ibv_dereg_mr(src_mr);
+	ibv_dealloc_pd(pd);
+	ibv_close_device(ctx);
+	ibv_free_device_list(list);
+	munmap(map, len);
+	fsync(fd);
+	close(fd);
+	ph_vmstat(vm1);
+	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"qp_error\": %d, \"wc_status\": %d, \"fsync_ret\": %d, "
+	       "\"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "
+	       "\"device_wrote_B\": %zu, \"vmstat_delta\": ",
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", qp_err, wc_status, fsync_ret, reclaim_err,
+	       private_before, private_after, b_in_memory);
+	ph_vmstat_delta_json(stdout, vm0, vm1);
+	printf("}\n");
+	return 0;
+}
