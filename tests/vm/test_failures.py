@@ -40,8 +40,11 @@ def test_panic_is_named_and_qemu_reaped(ph_session, kernel, guest_image, tmp_pat
 def test_hang_is_named(ph_session, kernel, guest_image, tmp_path):
     vm = _vm(ph_session, kernel, guest_image, tmp_path).boot()
     pid = vm.machine.child.pid
-    # Starve every user process: an RT busy loop with RT throttling off on the only vCPU.
-    vm.run("echo -1 > /proc/sys/kernel/sched_rt_runtime_us", timeout=30, check=True)
+    # Starve every user process: an RT busy loop with RT throttling off on the only vCPU
+    # (and, from 6.12, the fair-class deadline server that would still feed sshd switched off).
+    vm.run("echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
+           "for f in /sys/kernel/debug/sched/fair_server/cpu*/runtime; do [ -e $f ] && echo 0 > $f; done; true",
+           timeout=30, check=True)
     t0 = time.monotonic()
     with pytest.raises(GuestHang, match="stopped answering"):
         vm.run("setsid chrt -f 99 sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & sleep 1; "
