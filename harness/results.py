@@ -126,16 +126,15 @@ def cell_result_from_dict(d: dict) -> CellResult:
 
 def _resolve_artifacts(r: CellResult, base: Path) -> str:
     """The cell's artifacts directory on this machine: relative paths are relative to the
-    results file; an absolute path from another machine (a CI shard) falls back to the
-    directory of the same name next to the results file."""
+    results file; for an absolute one (written by `run`), the directory of the same name next
+    to the results file wins (the results directory was copied, or downloaded from a CI
+    shard), then the path itself."""
     if not r.artifacts:
         return str(base / r.cell.id)
     p = Path(r.artifacts)
     if not p.is_absolute():
         return str(base / p)
-    if p.is_dir():
-        return str(p)
-    for candidate in (base / p.name, base / r.cell.id):
+    for candidate in (base / p.name, p, base / r.cell.id):
         if candidate.is_dir():
             return str(candidate)
     return str(p)

@@ -52,6 +52,13 @@ def test_bad_results_are_one_line_errors(tmp_path, content, problem):
     assert problem in str(exc.value) and "\n" not in str(exc.value) and ": " in str(exc.value)
 
 
+def test_a_copied_results_directory_uses_its_own_artifacts(tmp_path):
+    sample_run(tmp_path / "runner")
+    shutil.copytree(tmp_path / "runner", tmp_path / "copy")
+    run = results.load(tmp_path / "copy")
+    assert all(Path(r.artifacts).parent == tmp_path / "copy" for r in run.cells)
+
+
 def test_artifacts_follow_a_moved_results_directory(tmp_path):
     sample_run(tmp_path / "runner")
     shutil.move(tmp_path / "runner", tmp_path / "downloaded")  # the absolute paths inside are stale now
