@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("harness.setup_cmd", "Install the host packages pinharness needs (qemu, mkfs tools, mmdebstrap, gcc)"),
     "boot": ("harness.boot_cmd", "Boot a kernel in a guest and run shell commands in it"),
     "report": ("harness.report_cmd", "Parse a console/dmesg log into crash reports"),
+    "compare": ("harness.compare_cmd", "What changed between two runs' results (new, fixed, changed, flaky)"),
 }
 
 
