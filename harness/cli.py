@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boot": ("harness.boot_cmd", "Boot a kernel in a guest and run shell commands in it"),
     "report": ("harness.report_cmd", "Parse a console/dmesg log into crash reports"),
     "compare": ("harness.compare_cmd", "What changed between two runs' results (new, fixed, changed, flaky)"),
+    "summary": ("harness.summary_cmd", "The matrix as an HTML page and Markdown (with 'since last run')"),
+    "merge": ("harness.merge_cmd", "Merge CI shards' results and write JSON, JUnit, KTAP, kcidb, HTML, Markdown"),
 }
 
 
