@@ -8,9 +8,12 @@ from pathlib import Path
 
 from harness import kernel as kernel_mod
 from harness import results as results_mod
+from harness.compare import compare
 from harness.host import Paths
 from harness.image import build_rootfs
 from harness.matrix import cells, run_cell
+from harness.outputs import FORMATS, OutputOptions, write_outputs
+from harness.shard import shard_arg
 from harness.stressors import STRESSORS
 from harness.vm import VMOptions, pick_accel
 from harness.workloads import WORKLOADS
@@ -35,12 +38,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pages", type=int, default=16, help="pages of the pinned file (default 16)")
     p.add_argument("--out", type=Path, default=None,
                    help="results directory (default: results/<timestamp>): results.json, junit.xml, logs")
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
+                   help="run only shard I of N: the cells sorted by id, every N-th from the I-th (CI runners)")
+    for fmt in ("ktap", "kcidb", "html"):
+        p.add_argument(f"--{fmt}", action="store_true", help=f"also write {FORMATS[fmt][0]} into --out")
+    p.add_argument("--previous", type=Path, metavar="OLD.json",
+                   help="a previous run's results: 'since last run' in --html, and a comparison printed")
 
 
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
     matrix = cells(specs, args.workload, args.fs, args.stressor)
+    if args.shard:
+        matrix = args.shard.select(matrix)
+    previous = results_mod.load(args.previous) if args.previous else None
     out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
@@ -60,9 +72,18 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
             "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1)}
+    if args.shard:
+        meta["shard"] = str(args.shard)
     results_mod.write_json(done, out / "results.json", meta)
     results_mod.write_junit(done, out / "junit.xml")
+    written = results_mod.load(out / "results.json")
+    extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
+                          OutputOptions(previous))
     print(results_mod.table(done))
+    if previous is not None:
+        print(f"\nsince {args.previous}: {compare(previous, written).summary()}")
+    for fmt, path in extra.items():
+        print(f"{fmt}: {path}")
     print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
     bad = [r for r in done if not r.ok and r.status != "SKIP"]
     return 1 if bad else 0
