@@ -35,8 +35,8 @@ def test_diagnostics_carry_outcome_and_titles_before_the_result(tmp_path):
     run = sample_run(tmp_path / "run")
     lines = render(run).splitlines()
     i = lines.index("not ok 2 debian-6.1-odirect-xfs-reclaim")
-    block = lines[lines.index("ok 1 debian-6.1-odirect-ext4-reclaim # XFAIL " +
-                              f"WARNING(WARNING in ext4_dirty_folio)+DATA-LOSS(16)") + 1:i]
+    block = lines[lines.index("ok 1 debian-6.1-odirect-ext4-reclaim # XFAIL "
+                              "WARNING(WARNING in ext4_dirty_folio)+DATA-LOSS(16)") + 1:i]
     assert "# outcome: DATA-LOSS(3)" in block and "# expected: CLEAN" in block
     assert f"# title: {WARN_TITLE}" in lines
     evil = [line for line in lines if line.startswith("# title: BUG")]
