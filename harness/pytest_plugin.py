@@ -10,10 +10,12 @@ Fixtures
   vm             a booted guest for this test (function scope), with scratch_disk attached if requested
   module_vm      one booted guest per test module and kernel
   scratch_fs     scratch_disk mounted in vm at /mnt/scratch
+  pin_workload   runs the test's @pytest.mark.workload(...) in vm on scratch_fs → WorkloadRun
 
 Markers
   vm, slow, kconfig("VFIO_PCI", ...), vm_options(memory_mb=..., iommu=True, ...),
-  mkfs(ext4=[...], xfs=[...]), expect_kernel_errors (no post-test console check)
+  mkfs(ext4=[...], xfs=[...]), expect_kernel_errors (no post-test console check),
+  workload(name, stressors="a+b", pages=16): the vm gets that workload's disks and VM options
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ from harness.host import Paths
 from harness.image import GuestImage, build_rootfs, make_scratch_disk
 from harness.kernel import Kernel
 from harness.qemu import AccelChoice
+from harness.stressors import parse as parse_stressors
 from harness.vm import VM, VMOptions, pick_accel
+from harness.workloads import WORKLOADS, run_workload, workload_disks
 
 FS_TYPES = ("ext4", "xfs")
 SCRATCH_MOUNT = "/mnt/scratch"
@@ -65,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "vm_options(**kw): override VMOptions for this test's guest",
         "mkfs(ext4=[...], xfs=[...]): mkfs options for scratch_disk",
         "expect_kernel_errors: the test provokes kernel errors; skip the post-test console check",
+        "workload(name, stressors=None, pages=16): attach the pin workload's disks/devices to vm (see pin_workload)",
     ):
         config.addinivalue_line("markers", line)
     config.stash[SESSION_KEY] = PinSession(config)
@@ -117,9 +122,30 @@ class PinSession:
     def vm_options(self, node) -> VMOptions:
         opts = VMOptions(memory_mb=self.config.getoption("--vm-memory"), cpus=self.config.getoption("--vm-cpus"),
                          accel=self.config.getoption("--accel"), boot_timeout=self.config.getoption("--vm-timeout"))
+        wl = workload_request(node)
+        if wl is not None:
+            opts = replace(opts, **WORKLOADS[wl.name].vm)
         for mark in reversed(list(node.iter_markers("vm_options"))):
             opts = replace(opts, **mark.kwargs)
         return opts
+
+
+@dataclass(frozen=True)
+class WorkloadRequest:
+    name: str
+    stressors: tuple
+    pages: int
+
+
+def workload_request(node) -> Optional[WorkloadRequest]:
+    mark = node.get_closest_marker("workload")
+    if mark is None:
+        return None
+    name = mark.args[0] if mark.args else mark.kwargs["name"]
+    if name not in WORKLOADS:
+        raise pytest.UsageError(f"@pytest.mark.workload: unknown workload {name!r} (one of {', '.join(WORKLOADS)})")
+    st = mark.kwargs.get("stressors") or "+".join(WORKLOADS[name].default_stressors)
+    return WorkloadRequest(name, parse_stressors(st), int(mark.kwargs.get("pages", 16)))
 
 
 SESSION_KEY = pytest.StashKey[PinSession]()
@@ -154,7 +180,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         specs = metafunc.config.stash[SESSION_KEY].kernel_specs()
         ids = [_safe(s.replace("debian:", "debian-").replace("tree:", "tree-")) for s in specs]
         metafunc.parametrize("kernel_spec", specs, ids=ids, scope="session")
-    if "fs_type" in metafunc.fixturenames:
+    if "fs_type" in metafunc.fixturenames and not any(
+            "fs_type" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
         metafunc.parametrize("fs_type", FS_TYPES, scope="function")
 
 
@@ -214,8 +241,11 @@ def _boot(request, kernel: Kernel, image: GuestImage, workdir: Path, disks=()) -
 
 
 @pytest.fixture
-def vm(request, kernel, guest_image):
+def vm(request, kernel, guest_image, tmp_path):
     disks = [request.getfixturevalue("scratch_disk")] if "scratch_disk" in request.fixturenames else []
+    wl = workload_request(request.node)
+    if wl is not None:
+        disks += workload_disks(WORKLOADS[wl.name], tmp_path, wl.pages, wl.stressors)
     art = test_artifacts_dir(request)
     machine = _boot(request, kernel, guest_image, art, disks)
     request.node.stash.setdefault(CHECKS_KEY, []).append((machine, 0))
@@ -266,6 +296,22 @@ def scratch_fs(vm, scratch_disk) -> ScratchFS:
     vm.run(f"modprobe {scratch_disk.fs} 2>/dev/null; mkdir -p {SCRATCH_MOUNT} && "
            f"mount -t {scratch_disk.fs} {dev} {SCRATCH_MOUNT}", timeout=60, check=True)
     return ScratchFS(scratch_disk.fs, dev, SCRATCH_MOUNT, scratch_disk)
+
+
+@pytest.fixture
+def pin_workload(request, vm, scratch_fs, ph_session):
+    """A callable running the test's @pytest.mark.workload in vm on scratch_fs; returns the WorkloadRun."""
+    wl = workload_request(request.node)
+    if wl is None:
+        raise pytest.UsageError("pin_workload needs @pytest.mark.workload(NAME, stressors=...)")
+    missing = vm.kernel.missing_config(*WORKLOADS[wl.name].kconfig)
+    if missing:
+        pytest.skip(f"{vm.kernel.name} lacks {', '.join(missing)}")
+
+    def run(timeout: float = 600):
+        return run_workload(vm, wl.name, scratch_fs.fs, scratch_fs.device, scratch_fs.mountpoint, wl.stressors,
+                            ph_session.paths, pages=wl.pages, timeout=timeout)
+    return run
 
 
 # --------------------------------------------------------------------------- post-test check
