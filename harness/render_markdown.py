@@ -43,8 +43,11 @@ def _md_slot(cells: list[CellResult], s: Summary) -> str:
 
 def render_markdown(s: Summary, title: str = "pinharness matrix") -> str:
     out = [f"## {md(title)}", "", md(headline(s)), "", md(accel_note(s.run)), ""]
-    out.append("| kernel | " + " | ".join(f"{md(w)} / {md(fs)}" for w, fs in s.columns) + " |")
-    out.append("|---" * (len(s.columns) + 1) + "|")
+    if s.columns:
+        out.append("| kernel | " + " | ".join(f"{md(w)} / {md(fs)}" for w, fs in s.columns) + " |")
+        out.append("|---" * (len(s.columns) + 1) + "|")
+    else:
+        out.append("No cells in this run.")
     for k in s.kernels:
         cells = [_md_slot(s.slots.get((k, w, fs), []), s) for w, fs in s.columns]
         out.append(f"| **{md(k)}**<br>{md(s.release(k))} | " + " | ".join(cells) + " |")

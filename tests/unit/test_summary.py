@@ -3,7 +3,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from harness import cli
+from harness import cli, results
 from harness.render_markdown import render_markdown
 from harness.summary import STATUS_STYLE, build, render_html, write_html
 from harness.results import JUNIT_STATUS
@@ -146,3 +146,10 @@ def test_merge_command_writes_every_format(tmp_path, capsys):
     assert 'href="../shards/a/debian-6.1-odirect-ext4-reclaim/reports.txt"' in page
     assert Path(out / "../shards/a/debian-6.1-odirect-ext4-reclaim/reports.txt").is_file()
     assert cli.main(["merge", str(tmp_path / "shards"), str(tmp_path / "shards" / "a"), "--out", str(out)]) == 2
+
+
+def test_an_empty_run_renders(tmp_path):
+    empty = results.RunResults([], {"created": "2026-01-01T00:00:00Z"})
+    assert "No cells in this run." in render_markdown(build(empty, empty))
+    checker = parse(render_html(build(empty, empty), tmp_path))
+    assert checker.errors == [] and "0 cells" in "".join(checker.text)
