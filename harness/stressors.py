@@ -37,11 +37,18 @@ STRESSORS: dict[str, Stressor] = {
                           teardown=("echo y > /sys/kernel/mm/lru_gen/enabled",),
                           requires="/sys/kernel/mm/lru_gen/enabled"),
     "bh-fill": Stressor(
-        "bh-fill", f"push buffer_heads_over_limit: buffered reads of {BHFILL_MB} MiB of a raw disk with 512-byte "
-                   "blocks, twice (active pages), so reclaim strips buffers of active folios",
-        setup=(f"dev={DISK_DEV}; blockdev --setbsz 512 $dev && "
+        "bh-fill", f"push buffer_heads_over_limit: {BHFILL_MB} MiB of buffered I/O on a raw disk with 512-byte "
+                   "blocks (written once: mpage readahead attaches no buffers, block_write_begin does; then read "
+                   "twice so the pages are active), so reclaim strips buffers of active folios. A holder keeps the "
+                   "disk open: the last close of a block device drops its page cache (kill_bdev)",
+        setup=(f"dev={DISK_DEV}; setsid sh -c \"exec 9<$dev; exec sleep 1000000\" </dev/null >/dev/null 2>&1 & "
+               "echo $! > /run/ph-bhfill-holder.pid",
+               f"dev={DISK_DEV}; blockdev --setbsz 512 $dev && "
+               f"dd if=/dev/zero of=$dev bs=1M count={BHFILL_MB} conv=fsync status=none && "
                f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none && "
-               f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none",),
+               f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none && "
+               "grep -E '^buffer_head ' /proc/slabinfo | awk '{print \"buffer_heads:\", $2}'",),
+        teardown=("kill $(cat /run/ph-bhfill-holder.pid)",),
         disk_mb=BHFILL_MB + 16),
     "sync-loop": Stressor("sync-loop", "sync every 100 ms", background="while :; do sync; sleep 0.1; done"),
     "drop-caches": Stressor("drop-caches", "drop clean page cache every 200 ms",
@@ -96,6 +103,8 @@ class Stressors:
                 res = self.vm.run(cmd, timeout=600)
                 if res.exit_status != 0:
                     self.notes.append(f"{s.name}: setup failed: {(res.stderr or res.stdout).strip()[-200:]}")
+                elif res.stdout.strip():
+                    self.notes.append(f"{s.name}: {res.stdout.strip()[-200:]}")
             if s.background:
                 pidfile = f"/run/ph-stressor-{s.name}.pid"
                 self.vm.run(f"setsid bash -c {shlex.quote(s.background)} </dev/null >/dev/null 2>&1 & "

@@ -42,6 +42,7 @@ class WorkloadSpec:
     prepare: str = ""  # guest shell run first; prints extra "key=value" program arguments
     static: bool = True  # link statically (else against the guest's libraries, same Debian release)
     libs: tuple[str, ...] = ()  # extra link flags
+    partial_pages: bool = False  # the device writes a region of each page; verify checks that region
 
 
 VFIO_PREPARE = r"""
@@ -71,6 +72,16 @@ echo dev=rxe0 gid=0
 """
 
 
+AF_XDP_PREPARE = r"""
+set -e
+modprobe veth
+ip link show veth0 >/dev/null 2>&1 || ip link add veth0 type veth peer name veth1
+ip link set veth0 up
+ip link set veth1 up
+echo ifname=veth0 peer=veth1
+"""
+
+
 WORKLOADS: dict[str, WorkloadSpec] = {
     "odirect": WorkloadSpec(
         "odirect", "odirect.c",
@@ -91,7 +102,13 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "soft-RoCE (rdma_rxe) ibv_reg_mr of the mapping; an RDMA WRITE over a loopback RC QP writes into it",
         kconfig=("RDMA_RXE", "INFINIBAND_USER_ACCESS", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
         default_stressors=("bh-fill", "reclaim"), prepare=RDMA_PREPARE, static=False, libs=("-libverbs",)),
+    "af_xdp": WorkloadSpec(
+        "af_xdp", "af_xdp.c",
+        "AF_XDP umem registration of the mapping (syzbot's path); frames from a veth peer are copied into it",
+        kconfig=("XDP_SOCKETS", "BPF_SYSCALL", "VETH", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        default_stressors=("bh-fill", "reclaim"), prepare=AF_XDP_PREPARE, partial_pages=True),
 }
+
 
 
 def _pattern_page(tag: bytes, index: int) -> bytes:

@@ -1,0 +1,217 @@
+/* af_xdp: register the MAP_SHARED file mapping as an AF_XDP umem
+ * (XDP_UMEM_REG: a FOLL_LONGTERM|FOLL_WRITE pin; syzbot's "WARNING in
+ * ext4_dirty_folio" path), bind the socket to veth0 in copy mode behind an XDP
+ * program that redirects every frame to it, let writeback clean the pages and
+ * reclaim strip their buffers, then send frames from the veth peer: the kernel
+ * copies them into the umem (the "device" writes pattern B at frame offset 256).
+ * Closing the socket unpins the pages dirty.
+ *
+ * args: file=PATH pages=N ifname=veth0 peer=veth1 cgroup=DIR [reclaim=1]
+ *       mode=verify file=PATH pages=N        (checks the received-payload region)
+ */
+#include "common.h"
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+#define RING 64
+#define HEADROOM 256 /* XDP_PACKET_HEADROOM: where copy mode puts the frame in a umem chunk */
+#define ETH_HLEN_ 14
+#define PAYLOAD 1000
+#define REGION_OFF (HEADROOM + ETH_HLEN_)
+
+static long bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(__NR_bpf, cmd, attr, sizeof(*attr));
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
+	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
+	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
+		return ph_verify_region(file, pages, REGION_OFF, PAYLOAD);
+	const char *ifname = ph_arg(argc, argv, "ifname", "veth0"), *peer = ph_arg(argc, argv, "peer", "veth1");
+	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
+	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
+	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
+	char path[512];
+	if (pages > RING)
+		pages = RING;
+
+	int fd = ph_make_file(file, pages);
+	size_t len = pages * PH_PAGE;
+	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		ph_die("mmap");
+	ph_vmstat(vm0);
+	int xsk = socket(AF_XDP, SOCK_RAW, 0);
+	if (xsk < 0)
+		ph_die("socket(AF_XDP)");
+	/* the pin under test */
+	struct xdp_umem_reg mr = {.addr = (uintptr_t)map, .len = len, .chunk_size = PH_PAGE, .headroom = 0};
+	int pin_errno = setsockopt(xsk, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)) ? errno : 0;
+
+	printf("{\"workload\": \"af_xdp\", \"pages\": %zu, \"ifname\": \"%s\", \"flags_held\": ", pages, ifname);
+	ph_flags_json(stdout, map, pages);
+	int fsync_ret = 0, reclaim_err = 0, setup_err = 0, received = 0, sent = 0;
+	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	char stage[64] = "";
+	if (!pin_errno) {
+		int n = RING;
+		struct xdp_mmap_offsets off;
+		socklen_t ol = sizeof(off);
+		if (setsockopt(xsk, SOL_XDP, XDP_UMEM_FILL_RING, &n, sizeof(n)) ||
+		    setsockopt(xsk, SOL_XDP, XDP_UMEM_COMPLETION_RING, &n, sizeof(n)) ||
+		    setsockopt(xsk, SOL_XDP, XDP_RX_RING, &n, sizeof(n)) ||
+		    getsockopt(xsk, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) {
+			setup_err = errno;
+			strcpy(stage, "rings");
+		}
+		char *fr = NULL, *rx = NULL;
+		if (!setup_err) {
+			fr = mmap(NULL, off.fr.desc + RING * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+				  xsk, XDP_UMEM_PGOFF_FILL_RING);
+			rx = mmap(NULL, off.rx.desc + RING * sizeof(struct xdp_desc), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_POPULATE, xsk, XDP_PGOFF_RX_RING);
+			if (fr == MAP_FAILED || rx == MAP_FAILED) {
+				setup_err = errno;
+				strcpy(stage, "ring mmap");
+			}
+		}
+		if (!setup_err) {
+			uint32_t *prod = (uint32_t *)(fr + off.fr.producer);
+			uint64_t *descs = (uint64_t *)(fr + off.fr.desc);
+			for (size_t i = 0; i < pages; i++)
+				descs[i] = i * PH_PAGE;
+			__atomic_store_n(prod, (uint32_t)pages, __ATOMIC_RELEASE);
+			struct sockaddr_xdp sx = {.sxdp_family = AF_XDP, .sxdp_ifindex = if_nametoindex(ifname),
+						  .sxdp_queue_id = 0, .sxdp_flags = XDP_COPY};
+			if (bind(xsk, (struct sockaddr *)&sx, sizeof(sx))) {
+				setup_err = errno;
+				strcpy(stage, "bind");
+			}
+		}
+		int map_fd = -1, prog_fd = -1, link_fd = -1;
+		if (!setup_err) {
+			union bpf_attr a;
+			memset(&a, 0, sizeof(a));
+			a.map_type = BPF_MAP_TYPE_XSKMAP;
+			a.key_size = 4;
+			a.value_size = 4;
+			a.max_entries = 1;
+			map_fd = (int)bpf(BPF_MAP_CREATE, &a);
+			uint32_t key = 0, val = (uint32_t)xsk;
+			memset(&a, 0, sizeof(a));
+			a.map_fd = (uint32_t)map_fd;
+			a.key = (uintptr_t)&key;
+			a.value = (uintptr_t)&val;
+			if (map_fd < 0 || bpf(BPF_MAP_UPDATE_ELEM, &a)) {
+				setup_err = errno;
+				strcpy(stage, "xskmap");
+			}
+		}
+		if (!setup_err) {
+			/* r2 = ctx->rx_queue_index; r1 = xskmap; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3) */
+			struct bpf_insn prog[] = {
+				{.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = 2, .src_reg = 1, .off = 16},
+				{.code = BPF_LD | BPF_IMM | BPF_DW, .dst_reg = 1, .src_reg = BPF_PSEUDO_MAP_FD, .imm = map_fd},
+				{.code = 0},
+				{.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 3, .imm = XDP_PASS},
+				{.code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_redirect_map},
+				{.code = BPF_JMP | BPF_EXIT},
+			};
+			static char log[4096];
+			union bpf_attr a;
+			memset(&a, 0, sizeof(a));
+			a.prog_type = BPF_PROG_TYPE_XDP;
+			a.insns = (uintptr_t)prog;
+			a.insn_cnt = sizeof(prog) / sizeof(prog[0]);
+			a.license = (uintptr_t) "GPL";
+			a.log_buf = (uintptr_t)log;
+			a.log_size = sizeof(log);
+			a.log_level = 1;
+			prog_fd = (int)bpf(BPF_PROG_LOAD, &a);
+			memset(&a, 0, sizeof(a));
+			a.link_create.prog_fd = (uint32_t)prog_fd;
+			a.link_create.target_ifindex = if_nametoindex(ifname);
+			a.link_create.attach_type = BPF_XDP;
+			a.link_create.flags = XDP_FLAGS_SKB_MODE;
+			if (prog_fd < 0 || (link_fd = (int)bpf(BPF_LINK_CREATE, &a)) < 0) {
+				setup_err = errno;
+				strcpy(stage, prog_fd < 0 ? "prog load" : "link create");
+			}
+		}
+		fsync_ret = fsync(fd); /* writeback cleans the pinned pages */
+		private_before = ph_count_flag(map, pages, KPF_PRIVATE);
+		if (do_reclaim && cgroup) {
+			snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
+			for (int pass = 0; pass < 3; pass++) {
+				int cfd = open(path, O_WRONLY);
+				if (cfd < 0 || write(cfd, "1G", 2) < 0)
+					reclaim_err = errno;
+				if (cfd >= 0)
+					close(cfd);
+			}
+		}
+		private_after = ph_count_flag(map, pages, KPF_PRIVATE);
+		printf(", \"flags_after_reclaim\": ");
+		ph_flags_json(stdout, map, pages);
+		if (!setup_err) {
+			/* the device: frames from the peer, copied by the kernel into the umem */
+			int ps = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+			struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex(peer),
+						 .sll_halen = 6, .sll_addr = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+			unsigned char frame[ETH_HLEN_ + PAYLOAD];
+			memset(frame, 0xff, 6);
+			memset(frame + 6, 0x02, 6);
+			frame[12] = 0x88;
+			frame[13] = 0xb5; /* local experimental ethertype */
+			memset(frame + ETH_HLEN_, 'B', PAYLOAD);
+			for (size_t i = 0; i < pages && ps >= 0; i++)
+				sent += sendto(ps, frame, sizeof(frame), 0, (struct sockaddr *)&ll, sizeof(ll)) ==
+					(ssize_t)sizeof(frame);
+			uint32_t *rprod = (uint32_t *)(rx + off.rx.producer), *rcons = (uint32_t *)(rx + off.rx.consumer);
+			double deadline = ph_now() + 20;
+			while ((received = (int)(__atomic_load_n(rprod, __ATOMIC_ACQUIRE) - *rcons)) < sent && ph_now() < deadline)
+				usleep(10000);
+			__atomic_store_n(rcons, *rcons + (uint32_t)received, __ATOMIC_RELEASE);
+			if (ps >= 0)
+				close(ps);
+		}
+		for (size_t i = 0; i < pages; i++)
+			b_in_memory += ph_classify_region(map + i * PH_PAGE, REGION_OFF, PAYLOAD) == 'B';
+		if (link_fd >= 0)
+			close(link_fd);
+		if (prog_fd >= 0)
+			close(prog_fd);
+		if (map_fd >= 0)
+			close(map_fd);
+	}
+	close(xsk); /* umem release: unpin_user_pages_dirty_lock() on every page (maybe deferred) */
+	usleep(500000);
+	printf(", \"flags_after_unpin\": ");
+	ph_flags_json(stdout, map, pages);
+	munmap(map, len);
+	fsync(fd);
+	close(fd);
+	ph_vmstat(vm1);
+	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"setup_errno\": %d, \"setup_stage\": \"%s\", "
+	       "\"frames_sent\": %d, \"frames_received\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, "
+	       "\"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, \"device_wrote_B\": %zu, "
+	       "\"vmstat_delta\": ",
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", setup_err, stage, sent, received, fsync_ret, reclaim_err,
+	       private_before, private_after, b_in_memory);
+	ph_vmstat_delta_json(stdout, vm0, vm1);
+	printf("}\n");
+	return 0;
+}
