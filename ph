@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.pinharness-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e . && touch "$stamp"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" && touch "$stamp"
 fi
 .venv/bin/python -m harness setup
 

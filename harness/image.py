@@ -132,8 +132,8 @@ def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force
         tmp_img = out_dir / "rootfs.ext4.tmp"
         subprocess.run(prefix + [mkfs, "-q", "-F", "-L", "pinharness-root", "-d", str(tree), str(tmp_img),
                                  f"{size_mb}M"], check=True, timeout=600, capture_output=True)
-        os.chmod(tmp_img, 0o444)
-        tmp_img.rename(image)
+        subprocess.run(prefix + ["chmod", "0444", str(tmp_img)], check=True, timeout=60)
+        subprocess.run(prefix + ["mv", str(tmp_img), str(image)], check=True, timeout=60)
         meta = {"suite": recipe.suite, "digest": digest, "packages": recipe.packages,
                 "seconds": round(time.monotonic() - t0, 1), "size_mb": size_mb}
         (out_dir / "image.json").write_text(json.dumps(meta, indent=1))
