@@ -48,7 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="kernel to test (repeatable): debian:6.1, debian:6.12, a bzImage/vmlinux path, "
                      "or tree:PATH. Default: debian:6.1 and debian:6.12")
     g.addoption("--kernel-tree", action="append", default=[], metavar="PATH",
-                help="a built kernel tree or O= build directory (repeatable)")
+                help="a built kernel tree or O= build directory (repeatable); with --build, a source tree")
+    g.addoption("--build", action="store_true",
+                help="build each --kernel-tree source tree first, out of tree and incrementally "
+                     "(python -m harness build)")
+    g.addoption("--build-config", default="base,pins", metavar="A,B",
+                help="kernel-configs fragments for --build (default base,pins)")
     g.addoption("--modules", default=None, metavar="DIR", help="modules directory for a --kernel image")
     g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"),
                 help="auto: KVM if a canary boot works, else TCG (default)")
@@ -105,8 +110,19 @@ class PinSession:
     def kernel(self, spec: str) -> Kernel:
         if spec not in self.kernels:
             modules = self.config.getoption("--modules")
-            self.kernels[spec] = kernel_mod.resolve(spec, self.paths, modules=Path(modules) if modules else None)
+            target = spec
+            if spec.startswith("tree:") and self.config.getoption("--build"):
+                target = f"tree:{self.build_tree(Path(spec[len('tree:'):]))}"
+            self.kernels[spec] = kernel_mod.resolve(target, self.paths, modules=Path(modules) if modules else None)
         return self.kernels[spec]
+
+    def build_tree(self, tree: Path) -> Path:
+        """--build: build a source tree (incrementally, in its stable O= directory); that directory."""
+        from harness import build as build_mod
+
+        configs = tuple(c for c in self.config.getoption("--build-config").split(",") if c)
+        out = build_mod.default_out(tree, configs, self.paths)
+        return build_mod.build(build_mod.BuildRequest(tree, out, configs), log=print).out
 
     def guest_image(self) -> GuestImage:
         if self.image is None:
