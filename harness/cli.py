@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("harness.summary_cmd", "The matrix as an HTML page and Markdown (with 'since last run')"),
     "merge": ("harness.merge_cmd", "Merge CI shards' results and write JSON, JUnit, KTAP, kcidb, HTML, Markdown"),
     "build": ("harness.build_cmd", "Build a kernel tree out of tree (O=) with kernel-configs/ fragments"),
+    "bisect": ("harness.bisect_cmd", "Find the commit that caused (or --fix: fixed) an outcome, by git bisect"),
 }
 
 

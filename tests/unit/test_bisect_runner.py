@@ -1,0 +1,60 @@
+"""harness.bisect_runner: a run's result reduced to a bisect Signature; --workload specs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.bisect import INFRA, Signature
+from harness.bisect_runner import WorkloadSpec, signature_of_cell, signature_of_pytest
+from harness.errors import HarnessError
+from harness.matrix import Cell, CellResult
+
+
+def cell(**kw) -> CellResult:
+    return CellResult(Cell("tree:/o", "vfio", "ext4", ("bh-fill", "reclaim")), **kw)
+
+
+def test_cell_results_become_signatures():
+    warn = cell(status="KNOWN-BUG", kind="WARNING", titles=["WARNING in ext4_dirty_folio"], lost_pages=16)
+    assert signature_of_cell(warn) == Signature("WARNING", ("WARNING in ext4_dirty_folio",), 0, "")
+    assert signature_of_cell(cell(status="EXPECTED", kind="PROTECTED", pin_errno=14)).errno == 14
+    assert signature_of_cell(cell(status="SKIP", detail="lacks CONFIG_VFIO_PCI")) == Signature(
+        INFRA, (), 0, "lacks CONFIG_VFIO_PCI")
+    assert signature_of_cell(cell(status="ERROR", kind="ERROR", detail="BootTimeout: x")).kind == INFRA
+    crash = cell(status="CRASH", kind="CRASH", titles=["BUG: unable to handle page fault for address"])
+    assert signature_of_cell(crash).kind == "CRASH"
+
+
+def write_junit(path, cases):
+    body = "".join(f'<testcase classname="t" name="{n}">{inner}</testcase>' for n, inner in cases)
+    path.write_text(f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{body}</testsuite></testsuites>')
+
+
+def test_pytest_runs_become_signatures(tmp_path):
+    junit = tmp_path / "junit.xml"
+    write_junit(junit, [("a", "")])
+    assert signature_of_pytest(0, tmp_path, junit) == Signature("PASSED")
+    write_junit(junit, [("a", '<failure message="assert 1 == 0">x</failure>')])
+    assert signature_of_pytest(1, tmp_path, junit) == Signature("FAILED", detail="assert 1 == 0")
+    (tmp_path / "t_a").mkdir()
+    (tmp_path / "t_a" / "outcome.json").write_text(json.dumps({"kernel_reports": ["WARNING in ext4_dirty_folio"]}))
+    got = signature_of_pytest(1, tmp_path, junit)
+    assert (got.kind, got.titles) == ("REPORTED", ("WARNING in ext4_dirty_folio",))
+    write_junit(junit, [("a", '<skipped message="lacks CONFIG_VFIO_PCI"/>')])
+    (tmp_path / "t_a" / "outcome.json").unlink()
+    assert signature_of_pytest(0, tmp_path, junit).kind == INFRA
+    write_junit(junit, [("a", '<error message="boot of tree-6.1 failed">x</error>')])
+    assert signature_of_pytest(1, tmp_path, junit) == Signature(INFRA, detail="boot of tree-6.1 failed")
+    assert signature_of_pytest(5, tmp_path, junit).detail == "pytest: no tests collected (exit 5)"
+    assert signature_of_pytest(1, tmp_path, tmp_path / "missing.xml").kind == INFRA
+
+
+def test_workload_spec():
+    assert WorkloadSpec.parse("vfio:xfs:bh-fill+reclaim") == WorkloadSpec("vfio", "xfs", ("bh-fill", "reclaim"))
+    spec = WorkloadSpec.parse("odirect")
+    assert spec.fs == "ext4" and spec.stressors == ("reclaim",)
+    for bad, msg in (("nope", "unknown workload"), ("vfio:btrfs", "not ext4 or xfs"), ("vfio:ext4:x", "stressor"),
+                     ("a:b:c:d", "WORKLOAD")):
+        with pytest.raises(HarnessError, match=msg):
+            WorkloadSpec.parse(bad)
