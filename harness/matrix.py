@@ -21,7 +21,7 @@ from harness.image import GuestImage, fsck, make_scratch_disk
 from harness.kernel import Kernel
 from harness.qemu import AccelChoice
 from harness.vm import VM, VMOptions
-from harness.workloads import WORKLOADS, run_workload, workload_disks
+from harness.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
 
 SCRATCH_SERIAL = "scratch0"
 
@@ -100,7 +100,7 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     scratch = make_scratch_disk(workdir, cell.fs, serial=SCRATCH_SERIAL)
     disks = [scratch] + workload_disks(spec, workdir, pages, cell.stressors)
     opts = options or VMOptions()
-    for k, v in spec.vm.items():
+    for k, v in workload_vm_options(spec, cell.stressors).items():
         setattr(opts, k, v)
     vm = VM(kernel, image, paths, workdir / "vm", opts, disks=disks, accel=accel, log=log)
     run = None

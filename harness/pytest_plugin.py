@@ -36,7 +36,7 @@ from harness.kernel import Kernel
 from harness.qemu import AccelChoice
 from harness.stressors import parse as parse_stressors
 from harness.vm import VM, VMOptions, pick_accel
-from harness.workloads import WORKLOADS, run_workload, workload_disks
+from harness.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
 
 FS_TYPES = ("ext4", "xfs")
 SCRATCH_MOUNT = "/mnt/scratch"
@@ -140,7 +140,7 @@ class PinSession:
                          accel=self.config.getoption("--accel"), boot_timeout=self.config.getoption("--vm-timeout"))
         wl = workload_request(node)
         if wl is not None:
-            opts = replace(opts, **WORKLOADS[wl.name].vm)
+            opts = replace(opts, **workload_vm_options(WORKLOADS[wl.name], wl.stressors))
         for mark in reversed(list(node.iter_markers("vm_options"))):
             opts = replace(opts, **mark.kwargs)
         return opts

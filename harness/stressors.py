@@ -25,6 +25,7 @@ class Stressor:
     teardown: tuple[str, ...] = ()
     requires: str = ""  # a guest path that must exist for the stressor to apply
     disk_mb: int = 0  # an extra empty disk of this size (serial ph-bhfill)
+    vm: tuple = ()  # VMOptions the stressor needs, as (name, value) pairs
 
 
 DISK_DEV = "$(" + disk_by_serial_shell("ph-bhfill") + ")"
@@ -49,7 +50,8 @@ STRESSORS: dict[str, Stressor] = {
                f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none && "
                "grep -E '^buffer_head ' /proc/slabinfo | awk '{print \"buffer_heads:\", $2}'",),
         teardown=("kill $(cat /run/ph-bhfill-holder.pid)",),
-        disk_mb=BHFILL_MB + 16),
+        disk_mb=BHFILL_MB + 16,
+        vm=(("memory_mb", 512),)),  # max_buffer_heads is 10% of lowmem: 280 MiB of 512-byte buffers exceed it
     "sync-loop": Stressor("sync-loop", "sync every 100 ms", background="while :; do sync; sleep 0.1; done"),
     "drop-caches": Stressor("drop-caches", "drop clean page cache every 200 ms",
                             background="while :; do echo 1 > /proc/sys/vm/drop_caches; sleep 0.2; done"),
@@ -71,6 +73,14 @@ def parse(spec: str | Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise HarnessError(f"unknown stressor {unknown[0]!r}: use one of {', '.join(STRESSORS)} (combine with +)")
     return names
+
+
+def stressor_vm_options(names: Sequence[str]) -> dict:
+    """VMOptions overrides the stressors need (e.g. bh-fill: a 512 MiB guest)."""
+    out: dict = {}
+    for n in names:
+        out.update(dict(STRESSORS[n].vm))
+    return out
 
 
 def stressor_disks(names: Sequence[str], workdir: Path) -> list[Disk]:

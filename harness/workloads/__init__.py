@@ -192,6 +192,13 @@ class WorkloadRun:
                 "stressor_notes": self.stressor_notes, "seconds": round(self.seconds, 2)}
 
 
+def workload_vm_options(spec: WorkloadSpec, stressors: tuple[str, ...]) -> dict:
+    """VMOptions overrides a workload run needs: the workload's own, then its stressors'."""
+    from harness.stressors import stressor_vm_options
+
+    return {**spec.vm, **stressor_vm_options(stressors)}
+
+
 def workload_disks(spec: WorkloadSpec, workdir: Path, pages: int, stressors: tuple[str, ...]) -> list[Disk]:
     """Extra disks a workload needs attached at boot."""
     from harness.stressors import stressor_disks

@@ -14,7 +14,6 @@ import pytest
 
 @pytest.mark.parametrize("fs_type", ["ext4"])
 @pytest.mark.workload("odirect", stressors="{stressors}")
-@pytest.mark.vm_options(memory_mb=512)
 def test_inner(vm, scratch_fs, pin_workload):
     run = pin_workload()
     assert run.result["pin"]["errno"] == 0   # the test itself passes...
