@@ -71,6 +71,7 @@ class BuildRequest:
     ccache: bool = True
     timeout: float = 4 * 3600.0
     config_dir: Path = CONFIG_DIR
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for make (bench: CCACHE_DIR, CCACHE_RECACHE)
 
 
 @dataclass
@@ -139,17 +140,19 @@ def make_argv(req: BuildRequest, targets: Sequence[str], ccache: Optional[str] =
     return argv + list(targets)
 
 
-def build_env(base: Optional[dict] = None) -> dict:
+def build_env(base: Optional[dict] = None, extra: Sequence[tuple[str, str]] = ()) -> dict:
     env = dict(os.environ if base is None else base)
     env.update(REPRODUCIBLE_ENV)
+    env.update(dict(extra))
     env.pop("KCONFIG_CONFIG", None)
     env.pop("ARCH", None)
     return env
 
 
-def _run_quiet(argv: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
+def _run_quiet(argv: list[str], cwd: Path, what: str, timeout: float = 600, env: Sequence = ()) -> str:
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=build_env())
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              env=build_env(extra=env))
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what} timed out after {timeout:.0f}s")
     if proc.returncode != 0:
@@ -169,13 +172,14 @@ def configure(req: BuildRequest, fragments: list[Path], log: Callable[[str], Non
     old = cfg.read_bytes() if cfg.exists() else None
     old_stat = cfg.stat() if cfg.exists() else None
     log(f"pinharness: build: config {BASE_TARGET} + {', '.join(f.stem for f in fragments)} -> {cfg}")
-    _run_quiet(make_argv(req, [BASE_TARGET]), out, f"make {BASE_TARGET}")
+    _run_quiet(make_argv(req, [BASE_TARGET]), out, f"make {BASE_TARGET}", env=req.env)
     merge = req.tree / "scripts" / "kconfig" / "merge_config.sh"
     # -m: merge only; run inside O= because the script makes its temp files in ".".
-    _run_quiet(["bash", str(merge), "-m", "-O", str(out), str(cfg), *map(str, fragments)], out, "merge_config.sh")
+    _run_quiet(["bash", str(merge), "-m", "-O", str(out), str(cfg), *map(str, fragments)], out, "merge_config.sh",
+               env=req.env)
     for opt, before, after, frag in kconfig.fragment_overrides([(f.stem, f.read_text()) for f in fragments]):
         log(f"pinharness: build: {frag} overrides {opt}={before} with {after}")
-    _run_quiet(make_argv(req, ["olddefconfig"]), out, "make olddefconfig")
+    _run_quiet(make_argv(req, ["olddefconfig"]), out, "make olddefconfig", env=req.env)
     new = cfg.read_bytes()
     changed = new != old
     if not changed and old_stat is not None:  # keep the mtime: nothing to reconfigure
@@ -215,7 +219,7 @@ def run_make(req: BuildRequest, targets: Sequence[str], log: Callable[[str], Non
     steps = 0
     last_note = time.monotonic()
     proc = subprocess.Popen(argv, cwd=req.out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", env=build_env(), start_new_session=True)
+                            errors="replace", env=build_env(extra=req.env), start_new_session=True)
     timed_out = threading.Event()
 
     def kill() -> None:
@@ -276,7 +280,7 @@ def build(req: BuildRequest, log: Callable[[str], None] = print) -> BuildResult:
     """Configure and build; the result names the options that did not survive."""
     tree = check_tree(req.tree)
     req = BuildRequest(tree, Path(req.out).expanduser().resolve(), tuple(req.configs), req.jobs, req.ccache,
-                       req.timeout, req.config_dir)
+                       req.timeout, req.config_dir, tuple(req.env))
     fragments = fragment_paths(req.configs, req.config_dir)
     require_tool("make")
     require_tool("gcc")

@@ -29,6 +29,7 @@ bzImage:
 \t  echo "make[2]: *** [scripts/Makefile.build:250: mm/gup.o] Error 1"; exit 2; fi
 \tmkdir -p $(O)/arch/x86/boot && printf 'kernel $(shell cat $(CURDIR)/VERSION)' > $(O)/arch/x86/boot/bzImage
 \techo "$(CC)" > $(O)/cc.txt
+\techo "$$PH_EXTRA_ENV" > $(O)/env.txt
 modules:
 \t@echo "  LD [M]  drivers/x.ko"
 """
@@ -149,10 +150,11 @@ def test_failed_build_is_one_line_with_the_compiler_error_and_shows_the_tail(fak
 
 def test_ccache_goes_into_cc_when_present(fake_tree, fragments, tmp_path, monkeypatch):
     monkeypatch.setattr(B, "_ccache", lambda: "/usr/bin/ccache")
-    req = B.BuildRequest(fake_tree, tmp_path / "out", ("base",), 1, True, 60, fragments)
+    req = B.BuildRequest(fake_tree, tmp_path / "out", ("base",), 1, True, 60, fragments, (("PH_EXTRA_ENV", "x1"),))
     res = B.build(req, log=lambda s: None)
     assert res.ccache
     assert (tmp_path / "out" / "cc.txt").read_text().strip() == "/usr/bin/ccache gcc"
+    assert (tmp_path / "out" / "env.txt").read_text().strip() == "x1"  # extra environment reaches make
 
 
 def test_progress_is_throttled(fake_tree, fragments, tmp_path, monkeypatch):
