@@ -82,6 +82,14 @@ echo ifname=veth0 peer=veth1
 """
 
 
+KVM_PREPARE = r"""
+set -e
+grep -qw svm /proc/cpuinfo || grep -qw vmx /proc/cpuinfo || { echo "the guest CPU has no SVM/VMX" >&2; exit 1; }
+modprobe kvm_amd 2>/dev/null || modprobe kvm_intel
+[ -e /dev/kvm ] || { echo "no /dev/kvm in the guest after loading kvm" >&2; exit 1; }
+"""
+
+
 WORKLOADS: dict[str, WorkloadSpec] = {
     "odirect": WorkloadSpec(
         "odirect", "odirect.c",
@@ -107,6 +115,10 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "AF_XDP umem registration of the mapping (syzbot's path); frames from a veth peer are copied into it",
         kconfig=("XDP_SOCKETS", "BPF_SYSCALL", "VETH", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
         default_stressors=("bh-fill", "reclaim"), prepare=AF_XDP_PREPARE, partial_pages=True),
+    "kvm": WorkloadSpec(
+        "kvm", "kvm.c",
+        "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
+        kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"), prepare=KVM_PREPARE),
 }
 
 
