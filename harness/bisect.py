@@ -20,6 +20,7 @@ boots them; the unit tests use a fake one on a real git repository.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -29,6 +30,7 @@ from typing import Callable, Optional, Protocol
 
 from harness import worktree as wt_mod
 from harness.errors import HarnessError
+from harness.host import Paths
 
 
 class BisectError(HarnessError):
@@ -232,10 +234,6 @@ class BisectOptions:
 
 def default_workdir(repo: Path) -> Path:
     """One stable place per repository (in the cache): the O= build there stays incremental."""
-    import hashlib
-
-    from harness.host import Paths
-
     key = hashlib.sha256(str(Path(repo).resolve()).encode()).hexdigest()[:10]
     return Paths.default().cache / "bisect" / f"{Path(repo).name}-{key}"
 

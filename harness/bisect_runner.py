@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -82,8 +82,8 @@ class WorkloadSteps(KernelSteps):
     artifacts: Path = Path("artifacts") / "bisect"
     accel: str = "auto"
     memory_mb: int = 1024
-    _accel_choice: object = None
-    _image: object = None
+    _accel_choice: object = field(default=None, init=False, repr=False)  # decided at the first run
+    _image: object = field(default=None, init=False, repr=False)
 
     def run(self, build: Build, attempt: int) -> Signature:
         from harness.image import build_rootfs

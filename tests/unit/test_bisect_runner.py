@@ -58,3 +58,27 @@ def test_workload_spec():
                      ("a:b:c:d", "WORKLOAD")):
         with pytest.raises(HarnessError, match=msg):
             WorkloadSpec.parse(bad)
+
+
+def test_kernel_steps_turn_a_failed_build_into_a_skip_and_a_good_one_into_a_digest(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from harness import build as build_mod
+    from harness.bisect_runner import KernelSteps
+    from harness.host import Paths
+
+    calls = []
+
+    def failing(req, paths, log):
+        calls.append(req)
+        raise build_mod.BuildError("kernel build failed: mm/gup.c:1: error: x")
+
+    monkeypatch.setattr(build_mod, "build_kernel", failing)
+    steps = KernelSteps(tmp_path / "o", Paths(tmp_path), ("base", "pins"), 2, log=lambda s: None)
+    b = steps.build(tmp_path / "src", "c0ffee")
+    assert not b.ok and b.detail == "kernel build failed: mm/gup.c:1: error: x"
+    assert calls[0].tree == tmp_path / "src" and calls[0].out == tmp_path / "o" and calls[0].jobs == 2
+    monkeypatch.setattr(build_mod, "build_kernel", lambda req, paths, log: ("KERNEL", SimpleNamespace(seconds=7.0)))
+    monkeypatch.setattr(build_mod, "image_digest", lambda out: "d1")
+    b = steps.build(tmp_path / "src", "c0ffee")
+    assert (b.ok, b.digest, b.seconds, b.handle) == (True, "d1", 7.0, ("c0ffee", "KERNEL"))
