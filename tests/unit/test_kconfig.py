@@ -179,3 +179,20 @@ def test_repository_fragments_parse_and_every_option_is_commented():
     for wl in WORKLOADS.values():  # every workload's requirements are asked for
         for opt in wl.kconfig:
             assert merged.get("CONFIG_" + opt) in ("y", "m"), (wl, opt)
+
+
+REAL_TREE = Path.home() / ".cache" / "pinharness" / "src" / "linux-source-6.1"
+
+
+@pytest.mark.skipif(not (REAL_TREE / "Kconfig").exists(), reason=f"{REAL_TREE} not unpacked")
+def test_real_61_dependencies_are_named():
+    idx = K.build_index(REAL_TREE)
+    assert idx.files > 1000
+    base = {"X86": "y", "X86_64": "y", "64BIT": "y", "MMU": "y", "PCI": "y", "HAS_DMA": "y", "NET": "y",
+            "ARCH_SUPPORTS_ACPI": "y"}
+    assert K.explain("INTEL_IOMMU", "y", {**base, "IOMMU_SUPPORT": "y", "ACPI": "y"}, idx) == "needs PCI_MSI (=n)"
+    assert K.explain("INTEL_IOMMU", "y", {**base, "PCI_MSI": "y"}, idx) == \
+        "needs IOMMU_SUPPORT (=n), ACPI (=n)"
+    assert K.explain("VDPA_SIM", "y", {**base, "VDPA": "y"}, idx) == "needs RUNTIME_TESTING_MENU (=n)"
+    assert K.explain("XDP_SOCKETS", "y", base, idx) == "needs BPF_SYSCALL (=n)"
+    assert K.explain("IOMMUFD", "y", base, idx).startswith("not in this tree")
