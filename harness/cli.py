@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.run_cmd", "The main job: the pin matrix on the default (or given) kernels"),
     "setup": ("harness.setup_cmd", "Install the host packages pinharness needs (qemu, mkfs tools, mmdebstrap, gcc)"),
     "boot": ("harness.boot_cmd", "Boot a kernel in a guest and run shell commands in it"),
+    "fetch-dbg": ("harness.dbg_cmd", "Fetch Debian's -dbg vmlinux and debug modules for symbolized reports"),
     "report": ("harness.report_cmd", "Parse a console/dmesg log into crash reports"),
     "compare": ("harness.compare_cmd", "What changed between two runs' results (new, fixed, changed, flaky)"),
     "summary": ("harness.summary_cmd", "The matrix as an HTML page and Markdown (with 'since last run')"),

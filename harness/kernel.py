@@ -41,6 +41,7 @@ class Kernel:
     modules_dir: Optional[Path] = None  # a directory holding /lib/modules/<release> content
     config_path: Optional[Path] = None
     vmlinux: Optional[Path] = None  # with DWARF when known
+    debug_modules_dir: Optional[Path] = None  # .ko files with DWARF (module frames), when known
     extra: dict = field(default_factory=dict, compare=False)
 
     @functools.cached_property
@@ -346,11 +347,14 @@ def from_debian(line: str, paths: Paths, log=print) -> Kernel:
         (tmp / ".pinharness-ok").write_text(json.dumps({"package": package, "release": release, "line": line}))
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
-    vmlinux = paths.cache / "debian-dbg" / f"vmlinux-{release}"
+    dbg = debian_dbg_dir(paths, release)
+    has_dbg = (dbg / "vmlinux").exists()
     return Kernel(name=f"debian-{line if re.fullmatch(r'[0-9.]+', line) else release}",
                   source=f"debian:{line}", image=root / "boot" / f"vmlinuz-{release}", release=release,
                   modules_dir=root / "lib" / "modules" / release, config_path=root / "boot" / f"config-{release}",
-                  vmlinux=vmlinux if vmlinux.exists() else None, extra={"package": package})
+                  vmlinux=dbg / "vmlinux" if has_dbg else None,
+                  debug_modules_dir=dbg / "modules" if has_dbg and (dbg / "modules").is_dir() else None,
+                  extra={"package": package})
 
 
 def _cached_debian(cache: Path, line: str) -> Optional[tuple[str, str]]:
@@ -362,26 +366,47 @@ def _cached_debian(cache: Path, line: str) -> Optional[tuple[str, str]]:
     return sorted(found)[-1] if found else None
 
 
-def debian_dbg_vmlinux(kernel: Kernel, paths: Paths, log=print) -> Path:
-    """Extract only vmlinux from the (big) -dbg package, cached per release."""
-    out = paths.sub("debian-dbg") / f"vmlinux-{kernel.release}"
-    if out.exists():
-        return out
+# Module directories whose debug .ko files are extracted with the -dbg vmlinux: the
+# modules that appear in pin-workload traces (the whole set is ~5 GB).
+DBG_MODULE_DIRS = ("kernel/fs/ext4", "kernel/fs/xfs", "kernel/fs/jbd2", "kernel/drivers/vfio",
+                   "kernel/drivers/infiniband", "kernel/drivers/block")
+
+
+def debian_dbg_dir(paths: Paths, release: str) -> Path:
+    return paths.cache / "debian-dbg" / release
+
+
+def debian_dbg(kernel: Kernel, paths: Paths, log=print) -> tuple[Path, Path]:
+    """vmlinux and the DBG_MODULE_DIRS debug modules from the (big) -dbg package, cached
+    per release; the .deb is deleted after extraction. Returns (vmlinux, modules dir)."""
+    out = debian_dbg_dir(paths, kernel.release)
+    vmlinux, modules = out / "vmlinux", out / "modules"
+    if vmlinux.exists():
+        return vmlinux, modules
     package = f"linux-image-{kernel.release}-dbg"
     require_space(paths.cache, 8 << 30, f"the {package} package")
     deb = apt_download(package, paths.sub("debs"), timeout=3600)
-    log(f"pinharness: extracting vmlinux from {deb.name}")
-    member = f"./usr/lib/debug/boot/vmlinux-{kernel.release}"
+    log(f"pinharness: extracting vmlinux and {len(DBG_MODULE_DIRS)} module directories from {deb.name}")
     tmp = out.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
+    prefix = f"./usr/lib/debug/lib/modules/{kernel.release}/"
+    members = [f"./usr/lib/debug/boot/vmlinux-{kernel.release}"] + [prefix + d for d in DBG_MODULE_DIRS]
     fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", str(tmp), member], stdin=fsys.stdout, check=True, timeout=3600)
+    tar = subprocess.run(["tar", "-x", "-C", str(tmp), "--ignore-failed-read", *members], stdin=fsys.stdout,
+                         capture_output=True, text=True, timeout=3600)
     fsys.wait(timeout=60)
-    (tmp / member).rename(out)
-    shutil.rmtree(tmp, ignore_errors=True)
+    got = tmp / members[0]
+    if not got.exists():
+        raise KernelError(f"{deb.name} holds no {members[0]}: {tar.stderr.strip()[-200:]}")
+    got.rename(tmp / "vmlinux")
+    mods = tmp / prefix
+    (mods if mods.is_dir() else tmp / "modules-missing").rename(tmp / "modules")
+    shutil.rmtree(tmp / "usr", ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
     deb.unlink()  # 860 MB we no longer need
-    return out
+    return out / "vmlinux", out / "modules"
 
 
 # --------------------------------------------------------------------------- specs

@@ -20,6 +20,7 @@ from harness.host import Paths
 from harness.image import GuestImage, fsck, make_scratch_disk
 from harness.kernel import Kernel
 from harness.qemu import AccelChoice
+from harness.report import write_reports
 from harness.vm import VM, VMOptions
 from harness.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
 
@@ -138,9 +139,8 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
         res.lost_pages, res.device_pages, res.pin_errno = outcome.lost_pages, outcome.device_pages, outcome.pin_errno
         res.run = run.to_dict()
         (workdir / "workload-console.log").write_text(run.console)
-        with open(workdir / "reports.txt", "w") as f:
-            for r in reports:
-                f.write(f"TITLE: {r.title}\nTYPE: {r.type}\n{r.report.rstrip()}\n\n")
+        if reports:
+            write_reports(workdir / "reports.txt", reports, kernel)
     _save(res, workdir)
     # scratch images are big and sparse; the source image is regenerated: keep only the logs
     for img in workdir.glob("*.img"):

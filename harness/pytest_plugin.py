@@ -377,25 +377,11 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 def _write_reports(art: Path, text: str, machine: VM) -> None:
     """Crash reports of the test, symbolized when the kernel's vmlinux has DWARF."""
     from harness import console
+    from harness.report import write_reports
 
     reports = console.parse(text)
-    if not reports:
-        return
-    vmlinux = machine.kernel.vmlinux
-    if vmlinux is not None:
-        try:
-            from harness import symbolize
-
-            symbolize.symbolize(reports, vmlinux, machine.kernel.modules_dir)
-        except Exception as exc:  # symbolization is a bonus; never lose the report over it
-            (art / "symbolize-error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
-    with open(art / "reports.txt", "w") as f:
-        for r in reports:
-            f.write(f"TITLE: {r.title}\n")
-            for fr in r.frames:
-                loc = f" {fr.file}:{fr.line}" if getattr(fr, "file", None) else ""
-                f.write(f"  {fr.function}{loc}{' (inlined)' if getattr(fr, 'inlined', False) else ''}\n")
-            f.write(r.report.rstrip() + "\n\n")
+    if reports:
+        write_reports(art / "reports.txt", reports, machine.kernel)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 from harness import console
-from harness.console import CrashReport
+from harness.report import render_json, render_text
 from harness.errors import HarnessError
 
 
@@ -51,42 +51,3 @@ def run(args: argparse.Namespace) -> int:
     out = render_json(reports) if args.format == "json" else render_text(reports)
     sys.stdout.write(out)
     return 0
-
-
-def crash_json(rep: CrashReport) -> dict:
-    return {
-        "title": rep.title,
-        "alt_titles": rep.alt_titles,
-        "type": rep.type,
-        "corrupted": rep.corrupted,
-        "corrupted_reason": rep.corrupted_reason,
-        "guilty_file": rep.guilty_file,
-        "frames": [{"function": f.function, "offset": f.offset, "file": f.file, "line": f.line,
-                    "inlined": f.inlined} for f in rep.frames],
-        "report": rep.report,
-    }
-
-
-def render_json(reports: list[CrashReport]) -> str:
-    return json.dumps({"crashes": [crash_json(r) for r in reports]}, indent=2) + "\n"
-
-
-def render_text(reports: list[CrashReport]) -> str:
-    groups = console.dedup(reports)
-    if not groups:
-        return "no crash found\n"
-    parts = []
-    for i, (rep, count) in enumerate(groups, 1):
-        seen = f" (seen {count} times)" if count > 1 else ""
-        lines = [f"==== crash {i}/{len(groups)}: {rep.title}{seen}", f"type: {rep.type}"]
-        if rep.guilty_file:
-            lines.append(f"guilty file: {rep.guilty_file}")
-        if rep.corrupted:
-            lines.append(f"corrupted: {rep.corrupted_reason}")
-        if rep.alt_titles:
-            lines.append("also known as: " + "; ".join(rep.alt_titles))
-        lines.append("")
-        lines.append(rep.report.rstrip("\n"))
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
-

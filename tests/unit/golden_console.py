@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from harness.console import CrashReport, Frame, parse
-from harness.report_cmd import crash_json
+from harness.report import crash_json
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "console"
 
