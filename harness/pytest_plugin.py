@@ -386,6 +386,7 @@ def _write_reports(art: Path, text: str, machine: VM) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     for item in items:
+        workload_request(item)  # a bad @pytest.mark.workload is a usage error at collection
         if {"vm", "module_vm", "scratch_fs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.vm)
 
