@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run only shard I of N: the cells sorted by id, every N-th from the I-th (CI runners)")
     for fmt in ("ktap", "kcidb", "html"):
         p.add_argument(f"--{fmt}", action="store_true", help=f"also write {FORMATS[fmt][0]} into --out")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="guests at once (default 1; each cell has its own ports, sockets and directories)")
     p.add_argument("--previous", type=Path, metavar="OLD.json",
                    help="a previous run's results: 'since last run' in --html, and a comparison printed")
 
@@ -60,16 +63,22 @@ def run(args: argparse.Namespace) -> int:
     kernels = {s: kernel_mod.resolve(s, paths) for s in specs}
     accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
     print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
-    done = []
     t0 = time.monotonic()
-    for i, cell in enumerate(matrix, 1):
+
+    def one(i: int, cell):
         print(f"[{i}/{len(matrix)}] {cell.id} ...", file=sys.stderr, flush=True)
         res = run_cell(cell, kernels[cell.kernel], image, paths, out, accel,
                        VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
                        log=lambda s: print(s, file=sys.stderr))
-        done.append(res)
         print(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)",
               file=sys.stderr, flush=True)
+        return res
+
+    if args.jobs <= 1:
+        done = [one(i, cell) for i, cell in enumerate(matrix, 1)]
+    else:  # each worker thread boots, uses and reaps its own guest
+        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell") as pool:
+            done = list(pool.map(one, range(1, len(matrix) + 1), matrix))
     meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
             "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1)}
     if args.shard:
