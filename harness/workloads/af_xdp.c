@@ -44,7 +44,6 @@ int main(int argc, char **argv)
 	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
 	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	char path[512];
 	if (pages > RING)
 		pages = RING;
 
@@ -63,8 +62,9 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"af_xdp\", \"pages\": %zu, \"ifname\": \"%s\", \"flags_held\": ", pages, ifname);
 	ph_flags_json(stdout, map, pages);
-	int fsync_ret = 0, reclaim_err = 0, setup_err = 0, received = 0, sent = 0;
-	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	struct ph_wb wb = {0, 0, 0, 0};
+	int setup_err = 0, received = 0, sent = 0;
+	size_t b_in_memory = 0;
 	char stage[64] = "";
 	if (!pin_errno) {
 		int n = RING;
@@ -151,21 +151,7 @@ int main(int argc, char **argv)
 				strcpy(stage, prog_fd < 0 ? "prog load" : "link create");
 			}
 		}
-		fsync_ret = fsync(fd); /* writeback cleans the pinned pages */
-		private_before = ph_count_flag(map, pages, KPF_PRIVATE);
-		if (do_reclaim && cgroup) {
-			snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
-			for (int pass = 0; pass < 3; pass++) {
-				int cfd = open(path, O_WRONLY);
-				if (cfd < 0 || write(cfd, "1G", 2) < 0)
-					reclaim_err = errno;
-				if (cfd >= 0)
-					close(cfd);
-			}
-		}
-		private_after = ph_count_flag(map, pages, KPF_PRIVATE);
-		printf(", \"flags_after_reclaim\": ");
-		ph_flags_json(stdout, map, pages);
+		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		if (!setup_err) {
 			/* the device: frames from the peer, copied by the kernel into the umem */
 			int ps = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
@@ -209,8 +195,8 @@ int main(int argc, char **argv)
 	       "\"frames_sent\": %d, \"frames_received\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, "
 	       "\"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, \"device_wrote_B\": %zu, "
 	       "\"vmstat_delta\": ",
-	       pin_errno, pin_errno ? strerror(pin_errno) : "", setup_err, stage, sent, received, fsync_ret, reclaim_err,
-	       private_before, private_after, b_in_memory);
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", setup_err, stage, sent, received, wb.fsync_ret, wb.reclaim_err,
+	       wb.private_before, wb.private_after, b_in_memory);
 	ph_vmstat_delta_json(stdout, vm0, vm1);
 	printf("}\n");
 	return 0;

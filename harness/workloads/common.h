@@ -211,6 +211,36 @@ PH_FN int ph_verify(const char *path, size_t pages)
 	return ph_verify_region(path, pages, 0, 0);
 }
 
+/* The stressor step every pinning workload shares while its pin is held:
+ * writeback cleans the pages (fsync), then memory.reclaim of the workload's
+ * cgroup (3 passes) may strip their buffers. Prints "flags_after_reclaim". */
+struct ph_wb {
+	int fsync_ret, reclaim_err;
+	size_t private_before, private_after;
+};
+
+PH_FN struct ph_wb ph_writeback_and_reclaim(int fd, void *map, size_t pages, const char *cgroup, int do_reclaim)
+{
+	struct ph_wb wb = {0, 0, 0, 0};
+	char path[512];
+	wb.fsync_ret = fsync(fd);
+	wb.private_before = ph_count_flag(map, pages, KPF_PRIVATE);
+	if (do_reclaim && cgroup) {
+		snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
+		for (int pass = 0; pass < 3; pass++) {
+			int cfd = open(path, O_WRONLY);
+			if (cfd < 0 || write(cfd, "1G", 2) < 0)
+				wb.reclaim_err = errno;
+			if (cfd >= 0)
+				close(cfd);
+		}
+	}
+	wb.private_after = ph_count_flag(map, pages, KPF_PRIVATE);
+	printf(", \"flags_after_reclaim\": ");
+	ph_flags_json(stdout, map, pages);
+	return wb;
+}
+
 PH_FN double ph_now(void)
 {
 	struct timespec ts;

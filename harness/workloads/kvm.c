@@ -37,7 +37,6 @@ int main(int argc, char **argv)
 	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
 	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1), rounds = (int)ph_argl(argc, argv, "rounds", 2);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	char path[512];
 	if (pages > 16)
 		pages = 16; /* one real-mode segment */
 
@@ -74,8 +73,9 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"kvm\", \"pages\": %zu, \"flags_held\": ", pages);
 	ph_flags_json(stdout, map, pages);
-	int exits[8] = {0}, fsync_ret = 0, reclaim_err = 0, runs_ok = 0;
-	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	struct ph_wb wb = {0, 0, 0, 0};
+	int exits[8] = {0}, runs_ok = 0;
+	size_t b_in_memory = 0;
 	for (int round = 0; round < rounds && !pin_errno; round++) {
 		struct kvm_sregs sregs;
 		struct kvm_regs regs = {.rip = 0, .rflags = 2};
@@ -89,21 +89,7 @@ int main(int argc, char **argv)
 			for (size_t i = 0; i < pages; i++)
 				ph_fill(src + i * PH_PAGE, 'B', i);
 			/* between the rounds: writeback cleans the pages, reclaim strips their buffers */
-			fsync_ret = fsync(fd);
-			private_before = ph_count_flag(map, pages, KPF_PRIVATE);
-			if (do_reclaim && cgroup) {
-				snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
-				for (int pass = 0; pass < 3; pass++) {
-					int cfd = open(path, O_WRONLY);
-					if (cfd < 0 || write(cfd, "1G", 2) < 0)
-						reclaim_err = errno;
-					if (cfd >= 0)
-						close(cfd);
-				}
-			}
-			private_after = ph_count_flag(map, pages, KPF_PRIVATE);
-			printf(", \"flags_after_reclaim\": ");
-			ph_flags_json(stdout, map, pages);
+			wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		}
 		for (int step = 0; step < 100; step++) {
 			if (ioctl(vcpu, KVM_RUN, 0) < 0)
@@ -132,8 +118,8 @@ int main(int argc, char **argv)
 	       "\"exit_other\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, "
 	       "\"buffers_after_reclaim\": %zu, \"device_wrote_B\": %zu, \"vmstat_delta\": ",
 	       pin_errno, pin_errno ? strerror(pin_errno) : "", runs_ok, exits[KVM_EXIT_HLT],
-	       exits[0] + exits[1] + exits[2] + exits[3] + exits[4] + exits[6] + exits[7], fsync_ret, reclaim_err,
-	       private_before, private_after, b_in_memory);
+	       exits[0] + exits[1] + exits[2] + exits[3] + exits[4] + exits[6] + exits[7], wb.fsync_ret, wb.reclaim_err,
+	       wb.private_before, wb.private_after, b_in_memory);
 	ph_vmstat_delta_json(stdout, vm0, vm1);
 	printf("}\n");
 	return runs_ok == rounds || pin_errno ? 0 : 3;

@@ -50,7 +50,6 @@ int main(int argc, char **argv)
 	const char *devname = ph_arg(argc, argv, "dev", "rxe0"), *cgroup = ph_arg(argc, argv, "cgroup", NULL);
 	int gid_index = (int)ph_argl(argc, argv, "gid", 0), do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	char path[512];
 
 	int fd = ph_make_file(file, pages);
 	size_t len = pages * PH_PAGE;
@@ -81,8 +80,9 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"rdma\", \"pages\": %zu, \"device\": \"%s\", \"flags_held\": ", pages, devname);
 	ph_flags_json(stdout, map, pages);
-	int fsync_ret = 0, reclaim_err = 0, wc_status = -1, qp_err = 0;
-	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	struct ph_wb wb = {0, 0, 0, 0};
+	int wc_status = -1, qp_err = 0;
+	size_t b_in_memory = 0;
 	if (mr) {
 		struct ibv_cq *cq = ibv_create_cq(ctx, 16, NULL, NULL, 0);
 		struct ibv_qp_init_attr qa = {.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC,
@@ -92,21 +92,7 @@ int main(int argc, char **argv)
 		if (!qa_ || !qb || ibv_query_gid(ctx, 1, gid_index, &gid) || to_rts(qa_, qb->qp_num, &gid, gid_index) ||
 		    to_rts(qb, qa_->qp_num, &gid, gid_index))
 			qp_err = errno ? errno : -1;
-		fsync_ret = fsync(fd); /* writeback cleans the pinned pages */
-		private_before = ph_count_flag(map, pages, KPF_PRIVATE);
-		if (do_reclaim && cgroup) {
-			snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
-			for (int pass = 0; pass < 3; pass++) {
-				int cfd = open(path, O_WRONLY);
-				if (cfd < 0 || write(cfd, "1G", 2) < 0)
-					reclaim_err = errno;
-				if (cfd >= 0)
-					close(cfd);
-			}
-		}
-		private_after = ph_count_flag(map, pages, KPF_PRIVATE);
-		printf(", \"flags_after_reclaim\": ");
-		ph_flags_json(stdout, map, pages);
+		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		if (!qp_err) {
 			/* the device: an RDMA WRITE of pattern B into the pinned region */
 			struct ibv_sge sge = {.addr = (uintptr_t)src, .length = (uint32_t)len, .lkey = src_mr->lkey};
@@ -147,8 +133,8 @@ int main(int argc, char **argv)
 	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"qp_error\": %d, \"wc_status\": %d, \"fsync_ret\": %d, "
 	       "\"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "
 	       "\"device_wrote_B\": %zu, \"vmstat_delta\": ",
-	       pin_errno, pin_errno ? strerror(pin_errno) : "", qp_err, wc_status, fsync_ret, reclaim_err,
-	       private_before, private_after, b_in_memory);
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", qp_err, wc_status, wb.fsync_ret, wb.reclaim_err,
+	       wb.private_before, wb.private_after, b_in_memory);
 	ph_vmstat_delta_json(stdout, vm0, vm1);
 	printf("}\n");
 	return 0;

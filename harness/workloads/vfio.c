@@ -110,24 +110,11 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"vfio\", \"pages\": %zu, \"device\": \"%s\", \"flags_held\": ", pages, device);
 	ph_flags_json(stdout, map, pages);
-	int fsync_ret = 0, reclaim_err = 0, dma_err = 0;
-	size_t private_before = 0, private_after = 0, b_in_memory = 0;
+	struct ph_wb wb = {0, 0, 0, 0};
+	int dma_err = 0;
+	size_t b_in_memory = 0;
 	if (!pin_errno) {
-		fsync_ret = fsync(fd); /* writeback cleans the pinned pages */
-		private_before = ph_count_flag(map, pages, KPF_PRIVATE);
-		if (do_reclaim && cgroup) {
-			snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
-			for (int pass = 0; pass < 3; pass++) {
-				int cfd = open(path, O_WRONLY);
-				if (cfd < 0 || write(cfd, "1G", 2) < 0)
-					reclaim_err = errno;
-				if (cfd >= 0)
-					close(cfd);
-			}
-		}
-		private_after = ph_count_flag(map, pages, KPF_PRIVATE);
-		printf(", \"flags_after_reclaim\": ");
-		ph_flags_json(stdout, map, pages);
+		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		/* the device writes pattern B into the pinned pages, behind the file system's back */
 		for (size_t i = 0; i < pages && !dma_err; i++) {
 			ph_fill(bounce, 'B', i);
@@ -153,8 +140,8 @@ int main(int argc, char **argv)
 	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"fsync_ret\": %d, \"reclaim_errno\": %d, "
 	       "\"dma_error\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "
 	       "\"device_wrote_B\": %zu, \"vmstat_delta\": ",
-	       pin_errno, pin_errno ? strerror(pin_errno) : "", fsync_ret, reclaim_err, dma_err, private_before,
-	       private_after, b_in_memory);
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", wb.fsync_ret, wb.reclaim_err, dma_err, wb.private_before,
+	       wb.private_after, b_in_memory);
 	ph_vmstat_delta_json(stdout, vm0, vm1);
 	printf("}\n");
 	return 0;
