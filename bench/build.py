@@ -52,7 +52,8 @@ def hits(before: dict, after: dict) -> str:
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     h = d.get("direct_cache_hit", 0) + d.get("preprocessed_cache_hit", 0)
     m = d.get("cache_miss", 0)
-    return f"ccache {h} hits / {m} misses"
+    recache = f", {d['recache']} recompiled (CCACHE_RECACHE)" if d.get("recache") else ""
+    return f"ccache {h} hits / {m} misses{recache}"
 
 
 def measure(kind: str, req: build_mod.BuildRequest, ccache_dir: Path | None) -> str:
