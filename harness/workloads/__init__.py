@@ -119,6 +119,10 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "kvm", "kvm.c",
         "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
         kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"), prepare=KVM_PREPARE),
+    "gup_test": WorkloadSpec(
+        "gup_test", "gup_test.c",
+        "the kernel's GUP test device pins the mapping FOLL_LONGTERM|FOLL_WRITE and unpins it: the pin policy alone",
+        kconfig=("GUP_TEST", "DEBUG_FS"), source_disk=False),
 }
 
 
