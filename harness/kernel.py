@@ -54,6 +54,13 @@ class Kernel:
                 return parse_config(text)
         return {}
 
+    @functools.cached_property
+    def build_id(self) -> Optional[str]:
+        """GNU build-id of the vmlinux (pyelftools), when we have one."""
+        if self.vmlinux is None or not self.vmlinux.exists():
+            return None
+        return elf_info(self.vmlinux)["build_id"]
+
     def has_config(self, option: str) -> bool:
         """True when CONFIG_<option> is y or m. Unknown config: False."""
         key = option if option.startswith("CONFIG_") else "CONFIG_" + option
@@ -72,7 +79,8 @@ class Kernel:
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, "image": str(self.image), "release": self.release,
                 "modules_dir": str(self.modules_dir) if self.modules_dir else None,
-                "vmlinux": str(self.vmlinux) if self.vmlinux else None}
+                "vmlinux": str(self.vmlinux) if self.vmlinux else None,
+                "config": str(self.config_path) if self.config_path else None}
 
 
 # --------------------------------------------------------------------------- config

@@ -82,3 +82,18 @@ def test_ikconfig_from_elf(tmp_path):
     f = tmp_path / "vmlinux"
     f.write_bytes(blob)
     assert k.ikconfig_from_elf(f) == "CONFIG_IKCONFIG=y\n"
+
+
+def test_elf_vmlinux_release_and_build_id(tmp_path):
+    import subprocess
+    src = tmp_path / "v.c"
+    src.write_text('const char linux_banner[] = "Linux version 6.13.0-ph (me@host) #1 SMP";\n'
+                   'int main(void) { return linux_banner[0]; }\n')
+    elf = tmp_path / "vmlinux"
+    subprocess.run(["gcc", "-Wl,--build-id=sha1", "-o", str(elf), str(src)], check=True, timeout=120)
+    info = k.elf_info(elf)
+    assert info["release"] == "6.13.0-ph"
+    assert info["build_id"] and len(info["build_id"]) == 40
+    kern = k.from_image(elf)
+    assert k.identify_image(elf) == "elf" and kern.release == "6.13.0-ph"
+    assert kern.vmlinux == elf.resolve() and kern.build_id == info["build_id"]
