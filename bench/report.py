@@ -11,8 +11,7 @@
 
     python bench/report.py [--mb 100] [--vmlinux PATH] [--modules DIR] [--decode-script PATH]
 
-Get the vmlinux with ``apt-get download linux-image-6.1.0-56-amd64-dbg`` and extract
-./usr/lib/debug/boot/vmlinux-6.1.0-56-amd64 (and lib/modules/.../fs/ext4/ext4.ko).
+Get the vmlinux and the ext4 debug module with ``python -m harness fetch-dbg --kernel debian:6.1``.
 """
 from __future__ import annotations
 
@@ -27,11 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import console  # noqa: E402
+from harness.host import Paths  # noqa: E402
 from harness.symbolize import Symbolizer, symbolize_text  # noqa: E402
 
-DEBIAN = Path.home() / ".cache" / "pinharness" / "usr" / "lib" / "debug"
-DEFAULT_VMLINUX = DEBIAN / "boot" / "vmlinux-6.1.0-56-amd64"
-DEFAULT_MODULES = DEBIAN / "lib" / "modules" / "6.1.0-56-amd64"
+# where `python -m harness fetch-dbg --kernel debian:6.1` puts them
+DEBIAN = Paths.default().cache / "debian-dbg" / "6.1.0-56-amd64"
+DEFAULT_VMLINUX = DEBIAN / "vmlinux"
+DEFAULT_MODULES = DEBIAN / "modules"
 
 # Plausible frames of the pin-vs-writeback traces (kernel, then the ext4 module).
 KERNEL_FUNCS = [
