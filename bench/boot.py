@@ -33,6 +33,8 @@ def main() -> int:
     ap.add_argument("--commands", type=int, default=20, help="SSH commands timed per boot")
     ap.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     ap.add_argument("--no-cold-image", action="store_true", help="skip the cold mmdebstrap image build")
+    ap.add_argument("--cpu", action="append", default=[], metavar="MODEL",
+                    help="QEMU -cpu model(s) to compare (default: the harness default for the accelerator)")
     args = ap.parse_args()
     paths = Paths.default()
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
@@ -51,28 +53,34 @@ def main() -> int:
         build_initramfs(k, paths)
         build_modules_disk(k, paths)
         accel = pick_accel(args.accel, k, paths, work / "accel", log=lambda s: None)
-        bare, full, cmds, first_cmd = [], [], [], []
-        for i in range(args.runs):
-            bare.append(canary_boot(k, paths, work / f"{k.name}-bare-{i}", accel=accel.accel, timeout=120,
-                                    silence=120))
-            t = time.monotonic()
-            with VM(k, image, paths, work / f"{k.name}-full-{i}", VMOptions(accel=accel.accel), accel=accel,
-                    log=lambda s: None) as vm:
-                full.append(time.monotonic() - t)
+        for cpu in args.cpu or [None]:
+            bench_kernel(k, image, paths, work, accel, cpu, args.runs, args.commands)
+    return 0
+
+
+def bench_kernel(k, image, paths, work, accel, cpu, runs, commands) -> None:
+    bare, full, cmds, first_cmd = [], [], [], []
+    tag = f"{k.name}-{cpu or 'default'}"
+    for i in range(runs):
+        bare.append(canary_boot(k, paths, work / f"{tag}-bare-{i}", accel=accel.accel, timeout=120,
+                                silence=120, cpu_model=cpu))
+        t = time.monotonic()
+        with VM(k, image, paths, work / f"{tag}-full-{i}", VMOptions(accel=accel.accel, cpu_model=cpu),
+                accel=accel, log=lambda s: None) as vm:
+            full.append(time.monotonic() - t)
+            t1 = time.monotonic()
+            vm.run("true", timeout=60)
+            first_cmd.append(time.monotonic() - t1)
+            for _ in range(commands):
                 t1 = time.monotonic()
                 vm.run("true", timeout=60)
-                first_cmd.append(time.monotonic() - t1)
-                for _ in range(args.commands):
-                    t1 = time.monotonic()
-                    vm.run("true", timeout=60)
-                    cmds.append(time.monotonic() - t1)
-        print(f"== {k.name} ({k.release}) under {accel.accel}")
-        print(f"bare QEMU + busybox initramfs, launch -> userspace marker: {med(bare)}")
-        print(f"pinharness guest, launch -> ready (sshd up, SSH connected):  {med(full)}")
-        print(f"first SSH command after ready:                             {med(first_cmd)}")
-        print(f"SSH command round trip (`true`):                           "
-              f"{statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
-    return 0
+                cmds.append(time.monotonic() - t1)
+    print(f"== {k.name} ({k.release}) under {accel.accel}, -cpu {cpu or 'default'}")
+    print(f"bare QEMU + busybox initramfs, launch -> userspace marker: {med(bare)}")
+    print(f"pinharness guest, launch -> ready (sshd up, SSH connected):  {med(full)}")
+    print(f"first SSH command after ready:                             {med(first_cmd)}")
+    print(f"SSH command round trip (`true`):                           "
+          f"{statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ CANARY_SILENCE = 6.0
 
 
 def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm", timeout: float = CANARY_TIMEOUT,
-                silence: float = CANARY_SILENCE) -> float:
+                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None) -> float:
     """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
     Returns the seconds it took; raises the VMError that stopped it."""
     initrd = build_initramfs(kernel, paths)
@@ -76,7 +76,7 @@ def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm",
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = QemuConfig(kernel=kernel.image, initrd=initrd, append=kernel_cmdline(VMOptions(), None, False, canary=True),
                      console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
-                     accel=accel, ssh_forward=False)
+                     accel=accel, ssh_forward=False, cpu_model=cpu_model)
     t0 = time.monotonic()
     with Machine(cfg, workdir, log=lambda s: None) as m:
         m.start()
