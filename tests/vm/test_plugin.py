@@ -55,7 +55,8 @@ def test_warning_fails_the_test_with_its_title(pytester, ph_session, kernel, ker
     outcome = json.loads(next(art.rglob("outcome.json")).read_text())
     assert outcome["outcome"] == "failed" and "WARNING in ext4_dirty_folio" in outcome["kernel_reports"]
     reports = next(art.rglob("reports.txt")).read_text()
-    assert "TITLE: WARNING in ext4_dirty_folio" in reports and "ext4_dirty_folio" in reports
+    assert reports.startswith("==== crash 1/") and ": WARNING in ext4_dirty_folio" in reports
+    assert "Call Trace:" in reports
 
 
 def test_hung_task_fails_the_test_with_its_title(pytester, ph_session, kernel, kernel_spec):
