@@ -51,6 +51,10 @@ modprobe vfio-pci
 dev=$(for d in /sys/bus/pci/devices/*; do
   [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] && echo ${d##*/}; done | head -n1)
 [ -n "$dev" ] || { echo "no edu PCI device (1234:11e8)" >&2; exit 1; }
+# a q35 vIOMMU without interrupt remapping: type1 refuses (EPERM) unless told it's fine (a test guest)
+p=/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts
+modprobe vfio_iommu_type1 allow_unsafe_interrupts=1 2>/dev/null || true
+[ -w $p ] && echo Y > $p
 echo vfio-pci > /sys/bus/pci/devices/$dev/driver_override
 if [ -e /sys/bus/pci/devices/$dev/driver ]; then echo $dev > /sys/bus/pci/devices/$dev/driver/unbind; fi
 echo $dev > /sys/bus/pci/drivers_probe
@@ -282,6 +286,9 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     finally:
         stress.teardown()
     result = _parse_json_line(res.stdout, f"workload {name}")
+    if "error" in result:  # the program gave up before its pin/device steps: no outcome to classify
+        raise HarnessError(f"workload {name} failed at {result['error']}: {result.get('strerror', '')} "
+                           f"(errno {result.get('errno')})")
     # Verify what reached the disk: write back, drop the whole page cache by a remount, read with O_DIRECT.
     vm.run(f"sync && umount {mountpoint} && mount -t {fs} {device} {mountpoint}", timeout=120, check=True)
     verify = _parse_json_line(

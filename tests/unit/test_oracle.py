@@ -101,3 +101,22 @@ def test_clean_cell_with_unexpected_warning_fails():
 ])
 def test_version_rules(rule, version, ok):
     assert oracle._version_matches(rule, version) is ok
+
+
+@pytest.mark.parametrize("rule,config,ok", [
+    ("<6.5 LRU_GEN_ENABLED", {"CONFIG_LRU_GEN_ENABLED": "y"}, True),
+    ("<6.5 LRU_GEN_ENABLED", {"CONFIG_LRU_GEN_ENABLED": "n"}, False),
+    ("<6.5 !LRU_GEN_ENABLED", {"CONFIG_LRU_GEN": "y"}, True),
+    ("<6.5 LRU_GEN_ENABLED", {}, False),  # unknown config matches no config condition
+    ("<6.5", {}, True),
+])
+def test_kernel_rules_with_config_conditions(rule, config, ok):
+    assert oracle.kernel_matches(rule, (6, 1, 0), config) is ok
+
+
+def test_mglru_default_changes_the_expectation_for_long_term_pins():
+    debian61 = {"CONFIG_LRU_GEN": "y", "CONFIG_LRU_GEN_ENABLED": "n"}
+    built = {"CONFIG_LRU_GEN": "y", "CONFIG_LRU_GEN_ENABLED": "y"}
+    for w in ("vfio", "rdma", "af_xdp"):
+        assert oracle.expectation((6, 1, 0), w, "ext4", ("bh-fill", "reclaim"), config=debian61).bug
+        assert oracle.expectation((6, 1, 0), w, "ext4", ("bh-fill", "reclaim"), config=built).expect == "CLEAN"

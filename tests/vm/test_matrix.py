@@ -30,7 +30,7 @@ class KnownBugReproduced(AssertionError):
 @pytest.mark.parametrize("workload,stressors,fs_type", PARAMS, ids=[f"{w}-{fs}-{s}" for w, s, fs in PARAMS])
 def test_cell(request, ph_session, kernel, kernel_spec, guest_image, workload, stressors, fs_type):
     cell = Cell(kernel_spec, workload, fs_type, parse_stressors(stressors))
-    exp = oracle.expectation(kernel.version_tuple, workload, fs_type, cell.stressors)
+    exp = oracle.expectation(kernel.version_tuple, workload, fs_type, cell.stressors, config=kernel.config)
     assert exp is not None, f"no oracle row for {cell.id}"
     if exp.bug:
         request.applymarker(pytest.mark.xfail(strict=True, raises=KnownBugReproduced,

@@ -45,7 +45,7 @@ def _run_inner(pytester, ph_session, kernel_spec, source):
 def test_warning_fails_the_test_with_its_title(pytester, ph_session, kernel, kernel_spec):
     # The oracle knows which stressors make odirect warn on this kernel.
     rows = [r for r in oracle.load() if r.workload == "odirect" and r.fs == "ext4" and "WARNING" in r.expect
-            and oracle._version_matches(r.kernel, kernel.version_tuple)]
+            and oracle.kernel_matches(r.kernel, kernel.version_tuple, kernel.config)]
     assert rows, f"no odirect/ext4 WARNING cell for {kernel.release} in the oracle"
     stressors = rows[0].stressors
     ph_session.accel_for(kernel)
