@@ -32,6 +32,24 @@ def test_require_vm_fails_a_run_without_vm_tests(pytester):
     assert pytester.runpytest("-p", "harness.pytest_plugin").ret == 0
 
 
+def test_require_vm_counts_xfailed_vm_tests_as_ran(pytester):
+    pytester.makepyfile(test_x='''
+import pytest
+
+@pytest.mark.vm
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known kernel bug")
+def test_known_bug():
+    raise AssertionError("the bug showed")
+
+@pytest.mark.vm
+def test_ran():
+    assert True
+''')
+    result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--require-vm: 2 VM tests ran, none skipped*"])
+
+
 def test_require_vm_passes_when_vm_tests_ran(pytester):
     pytester.makepyfile(test_x="import pytest\n\n@pytest.mark.vm\ndef test_ran():\n    assert True\n")
     result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
