@@ -47,11 +47,9 @@ int main(int argc, char **argv)
 	if (pages > RING)
 		pages = RING;
 
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		ph_die("mmap");
 	ph_vmstat(vm0);
 	int xsk = socket(AF_XDP, SOCK_RAW, 0);
 	if (xsk < 0)
@@ -185,11 +183,7 @@ int main(int argc, char **argv)
 	}
 	close(xsk); /* umem release: unpin_user_pages_dirty_lock() on every page (maybe deferred) */
 	usleep(500000);
-	printf(", \"flags_after_unpin\": ");
-	ph_flags_json(stdout, map, pages);
-	munmap(map, len);
-	fsync(fd);
-	close(fd);
+	ph_unmap_file(map, pages, fd);
 	ph_vmstat(vm1);
 	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"setup_errno\": %d, \"setup_stage\": \"%s\", "
 	       "\"frames_sent\": %d, \"frames_received\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, "

@@ -211,6 +211,27 @@ PH_FN int ph_verify(const char *path, size_t pages)
 	return ph_verify_region(path, pages, 0, 0);
 }
 
+/* The start every workload shares: the file with pattern A, mapped MAP_SHARED. */
+PH_FN unsigned char *ph_map_file(const char *path, size_t pages, int *fd_out)
+{
+	int fd = ph_make_file(path, pages);
+	unsigned char *map = mmap(NULL, pages * PH_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		ph_die("mmap");
+	*fd_out = fd;
+	return map;
+}
+
+/* ... and the end: page flags after the unpin, then unmap, write back, close. */
+PH_FN void ph_unmap_file(unsigned char *map, size_t pages, int fd)
+{
+	printf(", \"flags_after_unpin\": ");
+	ph_flags_json(stdout, map, pages);
+	munmap(map, pages * PH_PAGE);
+	fsync(fd);
+	close(fd);
+}
+
 /* The stressor step every pinning workload shares while its pin is held:
  * writeback cleans the pages (fsync), then memory.reclaim of the workload's
  * cgroup (3 passes) may strip their buffers. Prints "flags_after_reclaim". */

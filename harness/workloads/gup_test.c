@@ -33,11 +33,9 @@ int main(int argc, char **argv)
 		return ph_verify(file, pages);
 	const char *dev = ph_arg(argc, argv, "dev", "/sys/kernel/debug/gup_test");
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		ph_die("mmap");
 	int gfd = open(dev, O_RDWR);
 	if (gfd < 0)
 		ph_die("open gup_test (CONFIG_GUP_TEST, debugfs)");

@@ -66,11 +66,9 @@ int main(int argc, char **argv)
 		return ph_verify(file, pages);
 	const char *src = ph_arg(argc, argv, "src", NULL);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		ph_die("mmap");
 	ph_vmstat(vm0);
 	struct io_uring_params p;
 	memset(&p, 0, sizeof(p));

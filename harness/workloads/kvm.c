@@ -40,12 +40,12 @@ int main(int argc, char **argv)
 	if (pages > 16)
 		pages = 16; /* one real-mode segment */
 
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	unsigned char *code = mmap(NULL, PH_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	unsigned char *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED || code == MAP_FAILED || src == MAP_FAILED)
+	if (code == MAP_FAILED || src == MAP_FAILED)
 		ph_die("mmap");
 	for (size_t i = 0; i < pages; i++)
 		ph_fill(src + i * PH_PAGE, 'C', i); /* round 0 writes C; the last round writes B */
@@ -108,11 +108,7 @@ int main(int argc, char **argv)
 	close(vcpu);
 	close(vmfd); /* the secondary MMU lets go of the pages */
 	close(kvm);
-	printf(", \"flags_after_unpin\": ");
-	ph_flags_json(stdout, map, pages);
-	munmap(map, len);
-	fsync(fd);
-	close(fd);
+	ph_unmap_file(map, pages, fd);
 	ph_vmstat(vm1);
 	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"rounds_completed\": %d, \"exit_hlt\": %d, "
 	       "\"exit_other\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, "

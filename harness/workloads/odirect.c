@@ -45,11 +45,9 @@ int main(int argc, char **argv)
 	if (!src)
 		ph_die("src= missing");
 
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		ph_die("mmap");
 	int sfd = open(src, O_RDONLY | O_DIRECT);
 	if (sfd < 0)
 		ph_die("open src");

@@ -51,11 +51,11 @@ int main(int argc, char **argv)
 	int gid_index = (int)ph_argl(argc, argv, "gid", 0), do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	unsigned char *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED || src == MAP_FAILED)
+	if (src == MAP_FAILED)
 		ph_die("mmap");
 	for (size_t i = 0; i < pages; i++)
 		ph_fill(src + i * PH_PAGE, 'B', i);
@@ -120,15 +120,11 @@ int main(int argc, char **argv)
 		if (cq)
 			ibv_destroy_cq(cq);
 	}
-	printf(", \"flags_after_unpin\": ");
-	ph_flags_json(stdout, map, pages);
 	ibv_dereg_mr(src_mr);
 	ibv_dealloc_pd(pd);
 	ibv_close_device(ctx);
 	ibv_free_device_list(list);
-	munmap(map, len);
-	fsync(fd);
-	close(fd);
+	ph_unmap_file(map, pages, fd);
 	ph_vmstat(vm1);
 	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"qp_error\": %d, \"wc_status\": %d, \"fsync_ret\": %d, "
 	       "\"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "

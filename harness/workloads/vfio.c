@@ -64,11 +64,11 @@ int main(int argc, char **argv)
 	if (!device || !group_no)
 		ph_die("device= and group= are required");
 
-	int fd = ph_make_file(file, pages);
+	int fd;
+	unsigned char *map = ph_map_file(file, pages, &fd);
 	size_t len = pages * PH_PAGE;
-	unsigned char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	unsigned char *bounce = mmap(NULL, PH_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED || bounce == MAP_FAILED)
+	if (bounce == MAP_FAILED)
 		ph_die("mmap");
 	ph_vmstat(vm0);
 
@@ -128,11 +128,7 @@ int main(int argc, char **argv)
 		struct vfio_iommu_type1_dma_unmap um = {.argsz = sizeof(um), .iova = IOVA_FILE, .size = len};
 		ioctl(container, VFIO_IOMMU_UNMAP_DMA, &um); /* unpin: set_page_dirty_lock on each page */
 	}
-	printf(", \"flags_after_unpin\": ");
-	ph_flags_json(stdout, map, pages);
-	munmap(map, len);
-	fsync(fd);
-	close(fd);
+	ph_unmap_file(map, pages, fd);
 	close(dev_fd);
 	close(group);
 	close(container);
