@@ -16,6 +16,8 @@ import paramiko
 
 from harness.errors import CommandTimeout, VMError
 
+EOF_GRACE = 2.0  # seconds to wait for the channel's EOF after the exit status
+
 
 @dataclass(frozen=True)
 class SSHKey:
@@ -113,15 +115,20 @@ class Guest:
                 chan.sendall(stdin)
                 chan.shutdown_write()
             next_alive = t0 + 0.5
+            exited_at = 0.0
             while True:
                 r, _, _ = select.select([chan], [], [], 0.2)
                 while chan.recv_ready():
                     out += chan.recv(65536)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                    break
                 now = time.monotonic()
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    # sshd may send the exit status before the last stderr data: wait for the EOF
+                    # that follows all output (briefly: a background child may hold stdout open).
+                    exited_at = exited_at or now
+                    if chan.eof_received or now - exited_at > EOF_GRACE:
+                        break
                 if now > next_alive:
                     alive()
                     next_alive = now + 0.5
