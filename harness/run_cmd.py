@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", action="append", default=[], metavar="SPEC",
                    help="kernel (repeatable): debian:6.1, debian:6.12, a bzImage path, tree:PATH "
                         f"(default: {' and '.join(kernel_mod.DEFAULT_KERNELS)})")
-    p.add_argument("--fs", type=_csv, default=["ext4", "xfs"], help="file systems, comma-separated (default ext4,xfs)")
-    p.add_argument("--workload", type=_csv, default=list(WORKLOADS),
-                   help=f"workloads, comma-separated (default: all: {','.join(WORKLOADS)})")
+    p.add_argument("--fs", type=_csv, action="extend", default=None,
+                   help="file systems, comma-separated or repeated (default ext4,xfs)")
+    p.add_argument("--workload", type=_csv, action="extend", default=None,
+                   help=f"workloads, comma-separated or repeated (default: all: {','.join(WORKLOADS)})")
     p.add_argument("--stressor", action="append", default=None, metavar="A+B",
                    help=f"stressor set (repeatable; combine with +): {', '.join(STRESSORS)} "
                         "(default: each workload's own)")
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
-    matrix = cells(specs, args.workload, args.fs, args.stressor)
+    matrix = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
     if args.shard:
         matrix = args.shard.select(matrix)
     previous = results_mod.load(args.previous) if args.previous else None

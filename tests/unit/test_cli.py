@@ -26,3 +26,11 @@ def test_bad_kernel_is_one_line_error_exit_2(tmp_path, capsys):
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "boot" in out.stdout
+
+
+def test_run_lists_accumulate_when_repeated():
+    """--workload/--fs take comma lists and may be repeated; a repeat never silently replaces."""
+    args = build_parser().parse_args(["run", "--workload", "vfio", "--workload", "odirect,rdma", "--fs", "xfs"])
+    assert (args.workload, args.fs) == (["vfio", "odirect", "rdma"], ["xfs"])
+    args = build_parser().parse_args(["run"])
+    assert (args.workload, args.fs) == (None, None)  # run_cmd fills in: every workload, ext4 and xfs
