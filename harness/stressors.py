@@ -1,7 +1,10 @@
 """Stressors: what runs around a pinned workload to make writeback and reclaim
 touch the pinned pages. A table of shell steps; combine with '+' (e.g.
 "mglru-off+bh-fill"). "reclaim" is done by the workload itself at the moment
-its pages are held (memory.reclaim of its cgroup)."""
+its pages are held (memory.reclaim of its cgroup), and so are the ``while_held``
+steps (fsfreeze, punch-hole, truncate): the workload runs them from
+PH_WHILE_HELD right after writeback and reclaim, with the pin still held.
+Commands may name the scratch mount point and the pinned file as @MNT@ and @FILE@."""
 from __future__ import annotations
 
 import shlex
@@ -26,6 +29,8 @@ class Stressor:
     requires: str = ""  # a guest path that must exist for the stressor to apply
     disk_mb: int = 0  # an extra empty disk of this size (serial ph-bhfill)
     vm: tuple = ()  # VMOptions the stressor needs, as (name, value) pairs
+    while_held: str = ""  # shell the workload runs while its pin is held (after writeback and reclaim)
+    keeps_data: bool = True  # False: it rewrites the pinned range, so lost pages are not counted
 
 
 DISK_DEV = "$(" + disk_by_serial_shell("ph-bhfill") + ")"
@@ -64,6 +69,22 @@ STRESSORS: dict[str, Stressor] = {
         "memory-pressure", "anonymous memory hog to 85% of MemTotal in the background",
         background="python3 -c 1 2>/dev/null; n=$(awk '/MemTotal/{print int($2*0.85/1024)}' /proc/meminfo); "
                    "while :; do head -c ${n}M /dev/zero | tail > /dev/null; done"),
+    "fsfreeze": Stressor(
+        "fsfreeze", "freeze the file system while the pin is held and thaw it 3 s later: the device's writes "
+                    "and the unpin's dirtying land on a frozen fs",
+        while_held="fsfreeze -f @MNT@ && { setsid sh -c 'sleep 3; fsfreeze -u \"$0\"' @MNT@ </dev/null >/dev/null 2>&1 & "
+                   "echo $! > /run/ph-thaw.pid; }",
+        # wait for the thaw (at most 3 s): while it runs it holds the mount point the harness unmounts next
+        teardown=("p=$(cat /run/ph-thaw.pid 2>/dev/null); rm -f /run/ph-thaw.pid; "
+                  "while [ -n \"$p\" ] && kill -0 $p 2>/dev/null; do sleep 0.1; done; fsfreeze -u @MNT@",)),
+    "punch-hole": Stressor(
+        "punch-hole", "punch a hole over the whole pinned file while the pin is held: its pages leave the "
+                      "page cache under the pin (no data-loss count: the range is meant to read as zeros)",
+        while_held="fallocate --punch-hole --offset 0 --length $(stat -c %s @FILE@) @FILE@", keeps_data=False),
+    "truncate": Stressor(
+        "truncate", "truncate the pinned file to 0 and back to its size while the pin is held (no data-loss "
+                    "count: the range is meant to read as zeros)",
+        while_held="s=$(stat -c %s @FILE@) && truncate -s 0 @FILE@ && truncate -s $s @FILE@", keeps_data=False),
 }
 
 
@@ -95,14 +116,43 @@ def stressor_disks(names: Sequence[str], workdir: Path) -> list[Disk]:
     return disks
 
 
-class Stressors:
-    """Applies a set of stressors around a workload run in ``vm``."""
+def expand(cmd: str, mountpoint: str, file: str) -> str:
+    return cmd.replace("@MNT@", shlex.quote(mountpoint)).replace("@FILE@", shlex.quote(file))
 
-    def __init__(self, vm, names: Sequence[str]):
+
+class Stressors:
+    """Applies a set of stressors around a workload run in ``vm`` on ``file`` under ``mountpoint``."""
+
+    def __init__(self, vm, names: Sequence[str], mountpoint: str = "/mnt/scratch", file: str = ""):
         self.vm = vm
         self.items = [STRESSORS[n] for n in names]
         self.notes: list[str] = []
         self._bg: list[str] = []
+        self.mountpoint, self.file = mountpoint, file or f"{mountpoint}/pinned"
+
+    @property
+    def while_held(self) -> str:
+        """The workload's PH_WHILE_HELD: every while-held step, in order."""
+        return " && ".join(f"{{ {expand(s.while_held, self.mountpoint, self.file)}; }}"
+                           for s in self.items if s.while_held)
+
+    @property
+    def keeps_data(self) -> bool:
+        return all(s.keeps_data for s in self.items)
+
+    def check_while_held(self, result: dict, workload: str) -> None:
+        """Notes whether the workload ran the while-held steps, and how they ended."""
+        names = "+".join(s.name for s in self.items if s.while_held)
+        if not names:
+            return
+        if "while_held_status" not in result:
+            self.notes.append(f"{names}: not applied: workload {workload} has no moment with the pin held")
+        elif result["while_held_status"] != 0:
+            self.notes.append(f"{names}: while-held steps failed (exit {result['while_held_status']})")
+        else:
+            self.notes.append(f"{names}: ran while the pin was held")
+        if not self.keeps_data:
+            self.notes.append(f"{names}: rewrites the pinned range: lost pages are not counted")
 
     def setup(self) -> None:
         for s in self.items:
@@ -110,7 +160,7 @@ class Stressors:
                 self.notes.append(f"{s.name}: not applicable ({s.requires} missing)")
                 continue
             for cmd in s.setup:
-                res = self.vm.run(cmd, timeout=600)
+                res = self.vm.run(expand(cmd, self.mountpoint, self.file), timeout=600)
                 if res.exit_status != 0:
                     self.notes.append(f"{s.name}: setup failed: {(res.stderr or res.stdout).strip()[-200:]}")
                 elif res.stdout.strip():
@@ -128,4 +178,4 @@ class Stressors:
         self._bg.clear()
         for s in self.items:
             for cmd in s.teardown:
-                self.vm.run(cmd + " 2>/dev/null; true", timeout=60)
+                self.vm.run(expand(cmd, self.mountpoint, self.file) + " 2>/dev/null; true", timeout=60)

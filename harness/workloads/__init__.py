@@ -93,6 +93,28 @@ modprobe kvm_amd 2>/dev/null || modprobe kvm_intel
 [ -e /dev/kvm ] || { echo "no /dev/kvm in the guest after loading kvm" >&2; exit 1; }
 """
 
+VHOST_NET_PREPARE = r"""
+modprobe tun 2>/dev/null
+modprobe vhost_net 2>/dev/null
+[ -e /dev/vhost-net ] || { echo "no /dev/vhost-net (CONFIG_VHOST_NET)" >&2; exit 1; }
+[ -e /dev/net/tun ] || { echo "no /dev/net/tun (CONFIG_TUN)" >&2; exit 1; }
+echo tap=phtap0
+"""
+
+
+VHOST_VDPA_PREPARE = r"""
+modprobe vhost_vdpa 2>/dev/null
+modprobe vdpa_sim_net 2>/dev/null
+[ -d /sys/bus/vdpa/devices/vdpa0 ] || vdpa dev add name vdpa0 mgmtdev vdpasim_net || exit 1
+d=
+for i in $(seq 1 50); do
+  d=$(ls /sys/bus/vdpa/devices/vdpa0/ | grep -m1 '^vhost-vdpa-') && [ -e /dev/$d ] && break
+  d=; sleep 0.1
+done
+[ -n "$d" ] || { echo "vdpa0 got no /dev/vhost-vdpa-N: vhost_vdpa did not bind it" >&2; exit 1; }
+echo dev=/dev/$d
+"""
+
 
 WORKLOADS: dict[str, WorkloadSpec] = {
     "odirect": WorkloadSpec(
@@ -123,6 +145,24 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "kvm", "kvm.c",
         "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
         kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"), prepare=KVM_PREPARE),
+    "vhost_net": WorkloadSpec(
+        "vhost_net", "vhost_net.c",
+        "vhost-net with its receive ring and buffers in the mapping (tap backend); the vhost worker writes "
+        "received frames into it with uaccess, no pin",
+        kconfig=("VHOST_NET", "TUN", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_NET_PREPARE, partial_pages=True),
+    "vhost_vdpa": WorkloadSpec(
+        "vhost_vdpa", "vhost_vdpa.c",
+        "vhost-vdpa IOTLB map of the mapping (FOLL_LONGTERM pin) as vdpa_sim_net's receive buffers; "
+        "the simulator loops transmitted frames into them",
+        kconfig=("VHOST_VDPA", "VDPA_SIM_NET", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_VDPA_PREPARE, partial_pages=True),
+    "iommufd": WorkloadSpec(
+        "iommufd", "iommufd.c",
+        "iommufd IOAS map of the mapping with a mock domain attached (CONFIG_IOMMUFD_TEST: FOLL_LONGTERM pin); "
+        "an emulated device access writes it",
+        kconfig=("IOMMUFD", "IOMMUFD_TEST", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        default_stressors=("bh-fill", "reclaim")),
     "gup_test": WorkloadSpec(
         "gup_test", "gup_test.c",
         "the kernel's GUP test device pins the mapping FOLL_LONGTERM|FOLL_WRITE and unpins it: the pin policy alone",
@@ -154,7 +194,7 @@ def build(name: str, paths: Paths, timeout: float = 300) -> Path:
     """Compile workload ``name`` statically with the host gcc; cached by source hash."""
     spec = WORKLOADS[name]
     gcc = require_tool("gcc")
-    srcs = [HERE / spec.source, HERE / "common.h"]
+    srcs = [HERE / spec.source, *sorted(HERE.glob("*.h"))]
     h = hashlib.sha256()
     for s in srcs:
         h.update(s.read_bytes())
@@ -189,6 +229,7 @@ class WorkloadRun:
     stressor_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     pins: dict = field(default_factory=dict)  # nr_foll_pin_* before/after
+    data_check: bool = True  # False: a stressor rewrote the pinned range, lost pages are not counted
 
     @property
     def pin_errno(self) -> int:
@@ -202,13 +243,13 @@ class WorkloadRun:
     @property
     def lost_pages(self) -> int:
         """Pages the device wrote that did not reach the disk."""
-        if self.pin_errno or not self.verify:
+        if self.pin_errno or not self.verify or not self.data_check:
             return 0
         return max(0, self.device_pages - int(self.verify.get("B", 0)))
 
     def to_dict(self) -> dict:
         return {"workload": self.workload, "fs": self.fs, "stressors": list(self.stressors), "result": self.result,
-                "verify": self.verify, "lost_pages": self.lost_pages, "pins": self.pins,
+                "verify": self.verify, "data_check": self.data_check, "lost_pages": self.lost_pages, "pins": self.pins,
                 "stressor_notes": self.stressor_notes, "seconds": round(self.seconds, 2)}
 
 
@@ -269,18 +310,19 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
         if prep.exit_status != 0:
             raise HarnessError(f"preparing workload {name} failed: {(prep.stderr or prep.stdout).strip()[-300:]}")
         extra_args = prep.stdout.split()
-    stress = Stressors(vm, stressors)
+    file = f"{mountpoint}/pinned"
+    stress = Stressors(vm, stressors, mountpoint, file)
     t0 = time.monotonic()
     start = vm.mark(f"workload {name} on {fs} with {'+'.join(stressors)}: start")
     pins_before = read_pins(vm)
     stress.setup()
     try:
-        file = f"{mountpoint}/pinned"
         args = [f"file={file}", f"pages={pages}", f"cgroup={CGROUP}",
                 f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args, *extra_args]
         if src:
             args.append(f"src={src}")
-        cmd = (f"echo $$ > {CGROUP}/cgroup.procs && exec {GUEST_DIR}/{name} "
+        held = f"PH_WHILE_HELD={shlex.quote(stress.while_held)} " if stress.while_held else ""
+        cmd = (f"echo $$ > {CGROUP}/cgroup.procs && {held}exec {GUEST_DIR}/{name} "
                + " ".join(shlex.quote(a) for a in args))
         res = vm.run(f"bash -c {shlex.quote(cmd)}", timeout=timeout)
     finally:
@@ -289,6 +331,10 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     if "error" in result:  # the program gave up before its pin/device steps: no outcome to classify
         raise HarnessError(f"workload {name} failed at {result['error']}: {result.get('strerror', '')} "
                            f"(errno {result.get('errno')})")
+    if result.get("setup_errno"):  # the pin was taken but the device could not be driven: no outcome either
+        raise HarnessError(f"workload {name}: setting up the device failed at {result.get('setup_stage', '?')} "
+                           f"(errno {result['setup_errno']})")
+    stress.check_while_held(result, name)
     # Verify what reached the disk: write back, drop the whole page cache by a remount, read with O_DIRECT.
     vm.run(f"sync && umount {mountpoint} && mount -t {fs} {device} {mountpoint}", timeout=120, check=True)
     verify = _parse_json_line(
@@ -298,4 +344,4 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     end_mark = vm.mark(f"workload {name}: end")
     return WorkloadRun(name, fs, tuple(stressors), result, verify, vm.console_text(start)[: end_mark - start + 200],
                        stressor_notes=stress.notes, seconds=time.monotonic() - t0,
-                       pins={"before": pins_before, "after": pins_after})
+                       pins={"before": pins_before, "after": pins_after}, data_check=stress.keeps_data)

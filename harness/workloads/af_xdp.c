@@ -9,15 +9,10 @@
  * args: file=PATH pages=N ifname=veth0 peer=veth1 cgroup=DIR [reclaim=1]
  *       mode=verify file=PATH pages=N        (checks the received-payload region)
  */
-#include "common.h"
-#include <arpa/inet.h>
+#include "net.h"
 #include <linux/bpf.h>
 #include <linux/if_link.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <linux/if_xdp.h>
-#include <net/if.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #ifndef SOL_XDP
@@ -25,9 +20,7 @@
 #endif
 #define RING 64
 #define HEADROOM 256 /* XDP_PACKET_HEADROOM: where copy mode puts the frame in a umem chunk */
-#define ETH_HLEN_ 14
-#define PAYLOAD 1000
-#define REGION_OFF (HEADROOM + ETH_HLEN_)
+#define REGION_OFF (HEADROOM + PH_ETH_HLEN)
 
 static long bpf(int cmd, union bpf_attr *attr)
 {
@@ -36,13 +29,12 @@ static long bpf(int cmd, union bpf_attr *attr)
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify_region(file, pages, REGION_OFF, PAYLOAD);
+	struct ph_opts o = ph_opts(argc, argv, REGION_OFF, PH_PAYLOAD); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
 	const char *ifname = ph_arg(argc, argv, "ifname", "veth0"), *peer = ph_arg(argc, argv, "peer", "veth1");
-	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
-	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
+	const char *cgroup = o.cgroup;
+	int do_reclaim = o.reclaim;
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	if (pages > RING)
 		pages = RING;
@@ -152,28 +144,19 @@ int main(int argc, char **argv)
 		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		if (!setup_err) {
 			/* the device: frames from the peer, copied by the kernel into the umem */
-			int ps = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-			struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex(peer),
-						 .sll_halen = 6, .sll_addr = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-			unsigned char frame[ETH_HLEN_ + PAYLOAD];
-			memset(frame, 0xff, 6);
-			memset(frame + 6, 0x02, 6);
-			frame[12] = 0x88;
-			frame[13] = 0xb5; /* local experimental ethertype */
-			memset(frame + ETH_HLEN_, 'B', PAYLOAD);
-			for (size_t i = 0; i < pages && ps >= 0; i++)
-				sent += sendto(ps, frame, sizeof(frame), 0, (struct sockaddr *)&ll, sizeof(ll)) ==
-					(ssize_t)sizeof(frame);
+			if ((sent = ph_send_frames(peer, pages)) < 0) {
+				setup_err = errno;
+				strcpy(stage, "AF_PACKET socket");
+				sent = 0;
+			}
 			uint32_t *rprod = (uint32_t *)(rx + off.rx.producer), *rcons = (uint32_t *)(rx + off.rx.consumer);
 			double deadline = ph_now() + 20;
 			while ((received = (int)(__atomic_load_n(rprod, __ATOMIC_ACQUIRE) - *rcons)) < sent && ph_now() < deadline)
 				usleep(10000);
 			__atomic_store_n(rcons, *rcons + (uint32_t)received, __ATOMIC_RELEASE);
-			if (ps >= 0)
-				close(ps);
 		}
 		for (size_t i = 0; i < pages; i++)
-			b_in_memory += ph_classify_region(map + i * PH_PAGE, REGION_OFF, PAYLOAD) == 'B';
+			b_in_memory += ph_classify_region(map + i * PH_PAGE, REGION_OFF, PH_PAYLOAD) == 'B';
 		if (link_fd >= 0)
 			close(link_fd);
 		if (prog_fd >= 0)

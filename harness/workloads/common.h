@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +212,37 @@ PH_FN int ph_verify(const char *path, size_t pages)
 	return ph_verify_region(path, pages, 0, 0);
 }
 
+/* The arguments every workload takes: file=PATH pages=N cgroup=DIR reclaim=0|1, and
+ * mode=verify, which verifies the file (region: the part of each page the device
+ * writes; 0, 0 = whole pages) and exits. */
+struct ph_opts {
+	const char *file, *cgroup;
+	size_t pages;
+	int reclaim;
+};
+
+PH_FN struct ph_opts ph_opts(int argc, char **argv, size_t region_off, size_t region_len)
+{
+	struct ph_opts o = {ph_arg(argc, argv, "file", "/mnt/scratch/pinned"), ph_arg(argc, argv, "cgroup", NULL),
+			    (size_t)ph_argl(argc, argv, "pages", 16), (int)ph_argl(argc, argv, "reclaim", 1)};
+	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
+		exit(ph_verify_region(o.file, o.pages, region_off, region_len));
+	return o;
+}
+
+/* Setup steps after the pin: the first failure is kept (errno and what failed) for the JSON line. */
+static int ph_setup_errno __attribute__((unused));
+static const char *ph_setup_stage __attribute__((unused)) = "";
+
+PH_FN int ph_step(const char *what, int ret)
+{
+	if (ret < 0 && !ph_setup_errno) {
+		ph_setup_errno = errno ? errno : -1;
+		ph_setup_stage = what;
+	}
+	return ret;
+}
+
 /* The start every workload shares: the file with pattern A, mapped MAP_SHARED. */
 PH_FN unsigned char *ph_map_file(const char *path, size_t pages, int *fd_out)
 {
@@ -230,6 +262,19 @@ PH_FN void ph_unmap_file(unsigned char *map, size_t pages, int fd)
 	munmap(map, pages * PH_PAGE);
 	fsync(fd);
 	close(fd);
+}
+
+/* Stressors that act on the file while the pin is held (fsfreeze, punch-hole,
+ * truncate): the harness passes their shell commands in PH_WHILE_HELD and the
+ * workload runs them at that moment. Prints "while_held_status" when it ran. */
+PH_FN void ph_while_held(void)
+{
+	const char *cmd = getenv("PH_WHILE_HELD");
+	if (!cmd || !*cmd)
+		return;
+	fflush(stdout);
+	int st = system(cmd);
+	printf(", \"while_held_status\": %d", st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
 /* The stressor step every pinning workload shares while its pin is held:
@@ -259,7 +304,22 @@ PH_FN struct ph_wb ph_writeback_and_reclaim(int fd, void *map, size_t pages, con
 	wb.private_after = ph_count_flag(map, pages, KPF_PRIVATE);
 	printf(", \"flags_after_reclaim\": ");
 	ph_flags_json(stdout, map, pages);
+	ph_while_held();
 	return wb;
+}
+
+/* The end of a pinning workload's JSON line: the pin's errno, the first failed setup step,
+ * the writeback/reclaim step, the pages the device wrote, the vmstat deltas, and the "}". */
+PH_FN void ph_print_result(int pin_errno, const struct ph_wb *wb, size_t b_in_memory, const long long *vm0,
+			   const long long *vm1)
+{
+	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"setup_errno\": %d, \"setup_stage\": \"%s\", "
+	       "\"fsync_ret\": %d, \"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "
+	       "\"device_wrote_B\": %zu, \"vmstat_delta\": ",
+	       pin_errno, pin_errno ? strerror(pin_errno) : "", ph_setup_errno, ph_setup_stage, wb->fsync_ret,
+	       wb->reclaim_err, wb->private_before, wb->private_after, b_in_memory);
+	ph_vmstat_delta_json(stdout, vm0, vm1);
+	printf("}\n");
 }
 
 PH_FN double ph_now(void)

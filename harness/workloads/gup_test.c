@@ -27,10 +27,9 @@ struct gup_test {
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
 	const char *dev = ph_arg(argc, argv, "dev", "/sys/kernel/debug/gup_test");
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	int fd;

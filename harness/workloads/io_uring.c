@@ -60,10 +60,9 @@ static int read_fixed(int ring, struct io_uring_params *p, int sfd, void *buf, s
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
 	const char *src = ph_arg(argc, argv, "src", NULL);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	int fd;
@@ -88,6 +87,7 @@ int main(int argc, char **argv)
 			dev_res = sfd < 0 ? -errno : read_fixed(ring, &p, sfd, map, len);
 		}
 		fsync_ret = fsync(fd); /* writeback while the pin is held */
+		ph_while_held();
 		for (size_t i = 0; i < pages; i++)
 			b_in_memory += ph_classify(map + i * PH_PAGE) == 'B';
 		sys_register(ring, IORING_UNREGISTER_BUFFERS, NULL, 0);

@@ -30,12 +30,11 @@ static int set_region(int vmfd, unsigned slot, uint64_t gpa, void *hva, size_t l
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
-	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
-	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1), rounds = (int)ph_argl(argc, argv, "rounds", 2);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
+	const char *cgroup = o.cgroup;
+	int do_reclaim = o.reclaim, rounds = (int)ph_argl(argc, argv, "rounds", 2);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	if (pages > 16)
 		pages = 16; /* one real-mode segment */

@@ -32,14 +32,13 @@ static void *reader(void *p)
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
 	const char *src = ph_arg(argc, argv, "src", NULL);
-	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
+	const char *cgroup = o.cgroup;
 	int ahead = (int)ph_argl(argc, argv, "ahead", 3);
-	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1), do_fsync = (int)ph_argl(argc, argv, "fsync", 1);
+	int do_reclaim = o.reclaim, do_fsync = (int)ph_argl(argc, argv, "fsync", 1);
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	char path[512];
 	if (!src)
@@ -83,6 +82,7 @@ int main(int argc, char **argv)
 	size_t private_after = ph_count_flag(map, pages, KPF_PRIVATE);
 	printf(", \"flags_after_reclaim\": ");
 	ph_flags_json(stdout, map, pages);
+	ph_while_held();
 	double reclaim_done = ph_now();
 
 	pthread_join(t_main, NULL);

@@ -43,12 +43,11 @@ static int to_rts(struct ibv_qp *qp, uint32_t dest_qpn, union ibv_gid *gid, int 
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
-	const char *devname = ph_arg(argc, argv, "dev", "rxe0"), *cgroup = ph_arg(argc, argv, "cgroup", NULL);
-	int gid_index = (int)ph_argl(argc, argv, "gid", 0), do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
+	const char *devname = ph_arg(argc, argv, "dev", "rxe0"), *cgroup = o.cgroup;
+	int gid_index = (int)ph_argl(argc, argv, "gid", 0), do_reclaim = o.reclaim;
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 
 	int fd;
@@ -92,6 +91,8 @@ int main(int argc, char **argv)
 		if (!qa_ || !qb || ibv_query_gid(ctx, 1, gid_index, &gid) || to_rts(qa_, qb->qp_num, &gid, gid_index) ||
 		    to_rts(qb, qa_->qp_num, &gid, gid_index))
 			qp_err = errno ? errno : -1;
+		if (qp_err)
+			ph_step("loopback RC QP pair", -1);
 		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
 		if (!qp_err) {
 			/* the device: an RDMA WRITE of pattern B into the pinned region */
@@ -108,6 +109,10 @@ int main(int argc, char **argv)
 					usleep(1000);
 				if (n == 1)
 					wc_status = wc.status;
+			}
+			if (wc_status != IBV_WC_SUCCESS) { /* the device did not write: no outcome to judge */
+				errno = EIO;
+				ph_step("RDMA WRITE completion", -1);
 			}
 		}
 		for (size_t i = 0; i < pages; i++)
@@ -126,12 +131,7 @@ int main(int argc, char **argv)
 	ibv_free_device_list(list);
 	ph_unmap_file(map, pages, fd);
 	ph_vmstat(vm1);
-	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"qp_error\": %d, \"wc_status\": %d, \"fsync_ret\": %d, "
-	       "\"reclaim_errno\": %d, \"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, "
-	       "\"device_wrote_B\": %zu, \"vmstat_delta\": ",
-	       pin_errno, pin_errno ? strerror(pin_errno) : "", qp_err, wc_status, wb.fsync_ret, wb.reclaim_err,
-	       wb.private_before, wb.private_after, b_in_memory);
-	ph_vmstat_delta_json(stdout, vm0, vm1);
-	printf("}\n");
+	printf(", \"qp_error\": %d, \"wc_status\": %d", qp_err, wc_status);
+	ph_print_result(pin_errno, &wb, b_in_memory, vm0, vm1);
 	return 0;
 }

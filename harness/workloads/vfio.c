@@ -52,13 +52,12 @@ static int edu_dma(uint64_t src, uint64_t dst, uint64_t len, int to_ram)
 
 int main(int argc, char **argv)
 {
-	const char *file = ph_arg(argc, argv, "file", "/mnt/scratch/pinned");
-	size_t pages = (size_t)ph_argl(argc, argv, "pages", 16);
-	if (!strcmp(ph_arg(argc, argv, "mode", "run"), "verify"))
-		return ph_verify(file, pages);
+	struct ph_opts o = ph_opts(argc, argv, 0, 0); /* mode=verify: verifies and exits */
+	const char *file = o.file;
+	size_t pages = o.pages;
 	const char *device = ph_arg(argc, argv, "device", NULL), *group_no = ph_arg(argc, argv, "group", NULL);
-	const char *cgroup = ph_arg(argc, argv, "cgroup", NULL);
-	int do_reclaim = (int)ph_argl(argc, argv, "reclaim", 1);
+	const char *cgroup = o.cgroup;
+	int do_reclaim = o.reclaim;
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
 	char path[512];
 	if (!device || !group_no)
