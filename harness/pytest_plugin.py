@@ -330,6 +330,35 @@ def pin_workload(request, vm, scratch_fs, ph_session):
     return run
 
 
+class KnownBugReproduced(AssertionError):
+    """The cell reproduced the known kernel bug the oracle expects (what a strict xfail waits for)."""
+
+
+def check_cell(request, session: "PinSession", kernel: Kernel, kernel_spec: str, workload: str, fs: str,
+               stressors: str, subdir: str = "matrix"):
+    """One matrix cell as a test: boot, run, verify, compare with the oracle. A known-bug cell is a
+    strict xfail that passes only while the bug shows; a kernel without the workload's options skips."""
+    from harness import oracle
+    from harness.matrix import Cell, run_cell
+
+    missing = kernel.missing_config(*WORKLOADS[workload].kconfig)
+    if missing:
+        pytest.skip(f"{kernel.name} lacks {', '.join(missing)}")
+    cell = Cell(kernel_spec, workload, fs, parse_stressors(stressors))
+    exp = oracle.expectation(kernel.version_tuple, workload, fs, cell.stressors, config=kernel.config)
+    assert exp is not None, f"no oracle row for {cell.id}"
+    if exp.bug:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=KnownBugReproduced,
+                                              reason=f"known bug: {exp.expect} ({exp.why})"))
+    res = run_cell(cell, kernel, request.getfixturevalue("guest_image"), session.paths, session.artifacts / subdir,
+                   session.accel_for(kernel), session.vm_options(request.node), log=lambda s: None)
+    assert res.status not in ("ERROR", "SKIP"), f"{res.status}: {res.detail} (artifacts: {res.artifacts})"
+    assert res.ok, f"{res.status}: {res.detail}; expected {res.expect} (artifacts: {res.artifacts})"
+    if exp.bug:
+        raise KnownBugReproduced(f"{res.outcome} on {kernel.release}")
+    return res
+
+
 # --------------------------------------------------------------------------- post-test check
 
 def kernel_problems(text: str) -> list[str]:
