@@ -134,7 +134,8 @@ class ConsoleStream:
                 data = self._child.read_nonblocking(65536, timeout=0.2)
             except pexpect.TIMEOUT:
                 continue
-            except (pexpect.EOF, OSError, ValueError):
+            except (pexpect.EOF, pexpect.ExceptionPexpect, OSError, ValueError):
+                # EOF; or QEMU was reaped elsewhere (stop() waits for it) while we read: the console is over
                 break
             if not data:
                 continue
