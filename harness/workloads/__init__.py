@@ -155,7 +155,9 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "vhost_vdpa", "vhost_vdpa.c",
         "vhost-vdpa IOTLB map of the mapping (FOLL_LONGTERM pin) as vdpa_sim_net's receive buffers; "
         "the simulator loops transmitted frames into them",
-        kconfig=("VHOST_VDPA", "VDPA_SIM_NET", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
+        # vdpa_sim's use_va (v6.3+, on by default) maps user VAs without pinning: the PA mode pins
+        kconfig=("VHOST_VDPA", "VDPA_SIM_NET", "MEMCG"), source_disk=False,
+        vm={"memory_mb": 512, "cmdline": ("vdpa_sim.use_va=0",)},
         default_stressors=("bh-fill", "reclaim"), prepare=VHOST_VDPA_PREPARE, partial_pages=True),
     "iommufd": WorkloadSpec(
         "iommufd", "iommufd.c",

@@ -137,6 +137,10 @@ int main(int argc, char **argv)
 			double deadline = ph_now() + 30;
 			while ((rx_used = __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE)) < sent && ph_now() < deadline)
 				usleep(10000);
+			if (rx_used < pages) { /* the device did not write: no outcome to judge */
+				errno = ETIMEDOUT;
+				ph_step("receive: not every frame arrived in 30 s", -1);
+			}
 		}
 		for (size_t i = 0; i < pages; i++)
 			b_in_memory += ph_classify_region(map + i * PH_PAGE, REGION_OFF, PH_PAYLOAD) == 'B';

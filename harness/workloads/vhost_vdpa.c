@@ -6,6 +6,8 @@
  * back into a receive buffer, writing the pinned page through the kernel
  * mapping. VHOST_IOTLB_INVALIDATE unpins (set_page_dirty_lock + unpin_user_page).
  * The rings and the transmit buffers live in anonymous memory, also in the IOTLB.
+ * vdpa_sim must run in PA mode (vdpa_sim.use_va=0 on v6.3+): in VA mode
+ * vhost_vdpa_va_map pins nothing and the simulator uses our mm instead.
  *
  * args: file=PATH pages=N dev=/dev/vhost-vdpa-0 cgroup=DIR [reclaim=1]
  *       mode=verify file=PATH pages=N   (checks the looped-back payload region)
@@ -172,6 +174,10 @@ int main(int argc, char **argv)
 			while ((rx_used = __atomic_load_n(&q[RX].used->idx, __ATOMIC_ACQUIRE)) < pages && ph_now() < deadline)
 				usleep(10000);
 			tx_used = __atomic_load_n(&q[TX].used->idx, __ATOMIC_ACQUIRE);
+			if (rx_used < pages) { /* the device did not write: no outcome to judge */
+				errno = ETIMEDOUT;
+				ph_step("loopback: not every frame came back in 30 s", -1);
+			}
 		}
 		for (size_t i = 0; i < pages; i++)
 			b_in_memory += ph_classify_region(map + i * PH_PAGE, REGION_OFF, REGION_LEN) == 'B';
