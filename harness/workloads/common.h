@@ -96,22 +96,45 @@ PH_FN void ph_flags_json(FILE *out, void *addr, size_t pages)
 		close(kf);
 }
 
-/* count pages whose kpageflags have bit set (from a fresh sample) */
-PH_FN size_t ph_count_flag(void *addr, size_t pages, int bit)
+/* PFNs of the mapping's present pages (0: not present). A held page keeps its PFN, so flags
+ * sampled by PFN after reclaim describe the same page even when reclaim unmapped it from us
+ * (then the VA-based samples above read 0). */
+PH_FN void ph_pfns(void *addr, size_t pages, uint64_t *pfns)
 {
-	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
-	size_t n = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
 	for (size_t i = 0; i < pages; i++) {
-		uint64_t ent = 0, flags = 0;
+		uint64_t ent = 0;
 		uintptr_t va = (uintptr_t)addr + i * PH_PAGE;
-		if (pm >= 0 && pread(pm, &ent, 8, (off_t)(va / PH_PAGE) * 8) == 8 && (ent >> 63) & 1) {
-			uint64_t pfn = ent & ((1ULL << 55) - 1);
-			if (kf >= 0 && pread(kf, &flags, 8, (off_t)pfn * 8) == 8 && (flags >> bit) & 1)
-				n++;
-		}
+		pfns[i] = pm >= 0 && pread(pm, &ent, 8, (off_t)(va / PH_PAGE) * 8) == 8 && (ent >> 63) & 1
+				  ? ent & ((1ULL << 55) - 1) : 0;
 	}
 	if (pm >= 0)
 		close(pm);
+}
+
+PH_FN uint64_t ph_pfn_flags(int kf, uint64_t pfn)
+{
+	uint64_t flags = 0;
+	if (!pfn || kf < 0 || pread(kf, &flags, 8, (off_t)pfn * 8) != 8)
+		return 0;
+	return flags;
+}
+
+/* kpageflags by PFN: as a JSON array, and how many have bit set */
+PH_FN size_t ph_pfn_flags_json(FILE *out, const uint64_t *pfns, size_t pages, int bit)
+{
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	size_t n = 0;
+	if (out)
+		fputc('[', out);
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t flags = ph_pfn_flags(kf, pfns[i]);
+		n += (flags >> bit) & 1;
+		if (out)
+			fprintf(out, "%s\"0x%llx\"", i ? ", " : "", (unsigned long long)flags);
+	}
+	if (out)
+		fputc(']', out);
 	if (kf >= 0)
 		close(kf);
 	return n;
@@ -279,7 +302,8 @@ PH_FN void ph_while_held(void)
 
 /* The stressor step every pinning workload shares while its pin is held:
  * writeback cleans the pages (fsync), then memory.reclaim of the workload's
- * cgroup (3 passes) may strip their buffers. Prints "flags_after_reclaim". */
+ * cgroup (3 passes) may strip their buffers. Prints "flags_after_reclaim"; buffers are counted
+ * on the pages held at the start (by PFN), mapped or not. */
 struct ph_wb {
 	int fsync_ret, reclaim_err;
 	size_t private_before, private_after;
@@ -289,8 +313,12 @@ PH_FN struct ph_wb ph_writeback_and_reclaim(int fd, void *map, size_t pages, con
 {
 	struct ph_wb wb = {0, 0, 0, 0};
 	char path[512];
+	uint64_t *pfns = calloc(pages, sizeof(*pfns));
+	if (!pfns)
+		ph_die("alloc");
+	ph_pfns(map, pages, pfns);
 	wb.fsync_ret = fsync(fd);
-	wb.private_before = ph_count_flag(map, pages, KPF_PRIVATE);
+	wb.private_before = ph_pfn_flags_json(NULL, pfns, pages, KPF_PRIVATE);
 	if (do_reclaim && cgroup) {
 		snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
 		for (int pass = 0; pass < 3; pass++) {
@@ -301,9 +329,9 @@ PH_FN struct ph_wb ph_writeback_and_reclaim(int fd, void *map, size_t pages, con
 				close(cfd);
 		}
 	}
-	wb.private_after = ph_count_flag(map, pages, KPF_PRIVATE);
-	printf(", \"flags_after_reclaim\": ");
-	ph_flags_json(stdout, map, pages);
+	printf(", \"flags_after_reclaim\": "); /* by the held pages' PFNs: reclaim may have unmapped them */
+	wb.private_after = ph_pfn_flags_json(stdout, pfns, pages, KPF_PRIVATE);
+	free(pfns);
 	ph_while_held();
 	return wb;
 }

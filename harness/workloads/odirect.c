@@ -68,8 +68,12 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"odirect\", \"pages\": %zu, \"flags_held\": ", pages);
 	ph_flags_json(stdout, map, pages);
+	uint64_t *pfns = calloc(pages, sizeof(*pfns));
+	if (!pfns)
+		ph_die("alloc");
+	ph_pfns(map, pages, pfns); /* the pages the DIO holds: sampled by PFN, mapped or not */
 	int fsync_ret = do_fsync ? fsync(fd) : 0;
-	size_t private_before = ph_count_flag(map, pages, KPF_PRIVATE);
+	size_t private_before = ph_pfn_flags_json(NULL, pfns, pages, KPF_PRIVATE);
 	int reclaim_err = 0;
 	if (do_reclaim && cgroup) {
 		snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
@@ -79,9 +83,9 @@ int main(int argc, char **argv)
 		if (cfd >= 0)
 			close(cfd);
 	}
-	size_t private_after = ph_count_flag(map, pages, KPF_PRIVATE);
 	printf(", \"flags_after_reclaim\": ");
-	ph_flags_json(stdout, map, pages);
+	size_t private_after = ph_pfn_flags_json(stdout, pfns, pages, KPF_PRIVATE);
+	free(pfns);
 	ph_while_held();
 	double reclaim_done = ph_now();
 
