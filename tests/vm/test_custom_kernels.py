@@ -25,7 +25,7 @@ SOURCES = {"6.1": Path("/usr/src/linux-source-6.1.tar.xz"), "6.12": Path("/usr/s
 CELLS = [
     ("vhost_vdpa", "mglru-off+bh-fill+reclaim"),
     ("vhost_vdpa", "bh-fill+reclaim"),
-    ("iommufd", "bh-fill+reclaim"),
+    ("iommufd", "reclaim"),
     ("gup_test", "none"),
 ]
 
