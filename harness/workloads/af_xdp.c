@@ -53,9 +53,8 @@ int main(int argc, char **argv)
 	printf("{\"workload\": \"af_xdp\", \"pages\": %zu, \"ifname\": \"%s\", \"flags_held\": ", pages, ifname);
 	ph_flags_json(stdout, map, pages);
 	struct ph_wb wb = {0, 0, 0, 0};
-	int setup_err = 0, received = 0, sent = 0;
+	int received = 0, sent = 0;
 	size_t b_in_memory = 0;
-	char stage[64] = "";
 	if (!pin_errno) {
 		int n = RING;
 		struct xdp_mmap_offsets off;
@@ -64,21 +63,19 @@ int main(int argc, char **argv)
 		    setsockopt(xsk, SOL_XDP, XDP_UMEM_COMPLETION_RING, &n, sizeof(n)) ||
 		    setsockopt(xsk, SOL_XDP, XDP_RX_RING, &n, sizeof(n)) ||
 		    getsockopt(xsk, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) {
-			setup_err = errno;
-			strcpy(stage, "rings");
+			ph_step("rings", -1);
 		}
 		char *fr = NULL, *rx = NULL;
-		if (!setup_err) {
+		if (!ph_setup_errno) {
 			fr = mmap(NULL, off.fr.desc + RING * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
 				  xsk, XDP_UMEM_PGOFF_FILL_RING);
 			rx = mmap(NULL, off.rx.desc + RING * sizeof(struct xdp_desc), PROT_READ | PROT_WRITE,
 				  MAP_SHARED | MAP_POPULATE, xsk, XDP_PGOFF_RX_RING);
 			if (fr == MAP_FAILED || rx == MAP_FAILED) {
-				setup_err = errno;
-				strcpy(stage, "ring mmap");
+				ph_step("ring mmap", -1);
 			}
 		}
-		if (!setup_err) {
+		if (!ph_setup_errno) {
 			uint32_t *prod = (uint32_t *)(fr + off.fr.producer);
 			uint64_t *descs = (uint64_t *)(fr + off.fr.desc);
 			for (size_t i = 0; i < pages; i++)
@@ -87,12 +84,11 @@ int main(int argc, char **argv)
 			struct sockaddr_xdp sx = {.sxdp_family = AF_XDP, .sxdp_ifindex = if_nametoindex(ifname),
 						  .sxdp_queue_id = 0, .sxdp_flags = XDP_COPY};
 			if (bind(xsk, (struct sockaddr *)&sx, sizeof(sx))) {
-				setup_err = errno;
-				strcpy(stage, "bind");
+				ph_step("bind", -1);
 			}
 		}
 		int map_fd = -1, prog_fd = -1, link_fd = -1;
-		if (!setup_err) {
+		if (!ph_setup_errno) {
 			union bpf_attr a;
 			memset(&a, 0, sizeof(a));
 			a.map_type = BPF_MAP_TYPE_XSKMAP;
@@ -106,11 +102,10 @@ int main(int argc, char **argv)
 			a.key = (uintptr_t)&key;
 			a.value = (uintptr_t)&val;
 			if (map_fd < 0 || bpf(BPF_MAP_UPDATE_ELEM, &a)) {
-				setup_err = errno;
-				strcpy(stage, "xskmap");
+				ph_step("xskmap", -1);
 			}
 		}
-		if (!setup_err) {
+		if (!ph_setup_errno) {
 			/* r2 = ctx->rx_queue_index; r1 = xskmap; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3) */
 			struct bpf_insn prog[] = {
 				{.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = 2, .src_reg = 1, .off = 16},
@@ -137,16 +132,14 @@ int main(int argc, char **argv)
 			a.link_create.attach_type = BPF_XDP;
 			a.link_create.flags = XDP_FLAGS_SKB_MODE;
 			if (prog_fd < 0 || (link_fd = (int)bpf(BPF_LINK_CREATE, &a)) < 0) {
-				setup_err = errno;
-				strcpy(stage, prog_fd < 0 ? "prog load" : "link create");
+				ph_step(prog_fd < 0 ? "prog load" : "link create", -1);
 			}
 		}
 		wb = ph_writeback_and_reclaim(fd, map, pages, cgroup, do_reclaim); /* pin held */
-		if (!setup_err) {
+		if (!ph_setup_errno) {
 			/* the device: frames from the peer, copied by the kernel into the umem */
 			if ((sent = ph_send_frames(peer, pages)) < 0) {
-				setup_err = errno;
-				strcpy(stage, "AF_PACKET socket");
+				ph_step("AF_PACKET socket", -1);
 				sent = 0;
 			}
 			uint32_t *rprod = (uint32_t *)(rx + off.rx.producer), *rcons = (uint32_t *)(rx + off.rx.consumer);
@@ -168,13 +161,7 @@ int main(int argc, char **argv)
 	usleep(500000);
 	ph_unmap_file(map, pages, fd);
 	ph_vmstat(vm1);
-	printf(", \"pin\": {\"errno\": %d, \"strerror\": \"%s\"}, \"setup_errno\": %d, \"setup_stage\": \"%s\", "
-	       "\"frames_sent\": %d, \"frames_received\": %d, \"fsync_ret\": %d, \"reclaim_errno\": %d, "
-	       "\"buffers_before_reclaim\": %zu, \"buffers_after_reclaim\": %zu, \"device_wrote_B\": %zu, "
-	       "\"vmstat_delta\": ",
-	       pin_errno, pin_errno ? strerror(pin_errno) : "", setup_err, stage, sent, received, wb.fsync_ret, wb.reclaim_err,
-	       wb.private_before, wb.private_after, b_in_memory);
-	ph_vmstat_delta_json(stdout, vm0, vm1);
-	printf("}\n");
+	printf(", \"frames_sent\": %d, \"frames_received\": %d", sent, received);
+	ph_print_result(pin_errno, &wb, b_in_memory, vm0, vm1);
 	return 0;
 }

@@ -74,31 +74,9 @@ PH_FN char ph_classify(const unsigned char *page)
 	return '0';
 }
 
-/* kpageflags of each page of [addr, addr+pages*4K) as a JSON array of hex strings */
-PH_FN void ph_flags_json(FILE *out, void *addr, size_t pages)
-{
-	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
-	fputc('[', out);
-	for (size_t i = 0; i < pages; i++) {
-		uint64_t ent = 0, flags = 0;
-		uintptr_t va = (uintptr_t)addr + i * PH_PAGE;
-		if (pm >= 0 && pread(pm, &ent, 8, (off_t)(va / PH_PAGE) * 8) == 8 && (ent >> 63) & 1) {
-			uint64_t pfn = ent & ((1ULL << 55) - 1);
-			if (kf < 0 || pread(kf, &flags, 8, (off_t)pfn * 8) != 8)
-				flags = 0;
-		}
-		fprintf(out, "%s\"0x%llx\"", i ? ", " : "", (unsigned long long)flags);
-	}
-	fputc(']', out);
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-}
-
 /* PFNs of the mapping's present pages (0: not present). A held page keeps its PFN, so flags
  * sampled by PFN after reclaim describe the same page even when reclaim unmapped it from us
- * (then the VA-based samples above read 0). */
+ * (then a sample through the mapping, ph_flags_json, reads 0). */
 PH_FN void ph_pfns(void *addr, size_t pages, uint64_t *pfns)
 {
 	int pm = open("/proc/self/pagemap", O_RDONLY);
@@ -138,6 +116,17 @@ PH_FN size_t ph_pfn_flags_json(FILE *out, const uint64_t *pfns, size_t pages, in
 	if (kf >= 0)
 		close(kf);
 	return n;
+}
+
+/* kpageflags of each page of [addr, addr+pages*4K) as a JSON array of hex strings (0: not mapped) */
+PH_FN void ph_flags_json(FILE *out, void *addr, size_t pages)
+{
+	uint64_t *pfns = calloc(pages, sizeof(*pfns));
+	if (!pfns)
+		ph_die("alloc");
+	ph_pfns(addr, pages, pfns);
+	ph_pfn_flags_json(out, pfns, pages, 0);
+	free(pfns);
 }
 
 #define PH_VMSTAT_KEYS 6
