@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import kernel as kernel_mod  # noqa: E402
-from harness.host import Paths  # noqa: E402
-from harness.image import build_initramfs, build_modules_disk, build_rootfs  # noqa: E402
-from harness.vm import VM, VMOptions, canary_boot, pick_accel  # noqa: E402
+from harness.vm import kernel as kernel_mod  # noqa: E402
+from harness.vm.host import Paths  # noqa: E402
+from harness.vm.image import build_initramfs, build_modules_disk, build_rootfs  # noqa: E402
+from harness.vm.vm import VM, VMOptions, canary_boot, pick_accel  # noqa: E402
 
 
 def med(xs):

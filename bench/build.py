@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import build as build_mod  # noqa: E402
+from harness.kbuild import build as build_mod  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.host import Paths  # noqa: E402
+from harness.vm.host import Paths  # noqa: E402
 
 KINDS = ("cold", "warm-ccache", "incremental")
 CHANGED_OBJECT = "mm/gup.o"

@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import console  # noqa: E402
-from harness.host import Paths  # noqa: E402
-from harness.symbolize import Symbolizer, symbolize_text  # noqa: E402
+from harness.crash import console  # noqa: E402
+from harness.vm.host import Paths  # noqa: E402
+from harness.crash.symbolize import Symbolizer, symbolize_text  # noqa: E402
 
 # where `python -m harness fetch-dbg --kernel debian:6.1` puts them
 DEBIAN = Paths.default().cache / "debian-dbg" / "6.1.0-56-amd64"

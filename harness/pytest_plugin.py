@@ -28,15 +28,15 @@ from typing import Optional
 
 import pytest
 
-from harness import kernel as kernel_mod
+from harness.vm import kernel as kernel_mod
 from harness.errors import HarnessError, VMError
-from harness.host import Paths
-from harness.image import GuestImage, build_rootfs, make_scratch_disk
-from harness.kernel import Kernel
-from harness.qemu import AccelChoice
-from harness.stressors import parse as parse_stressors
-from harness.vm import VM, VMOptions, pick_accel
-from harness.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
+from harness.vm.host import Paths
+from harness.vm.image import GuestImage, build_rootfs, make_scratch_disk
+from harness.vm.kernel import Kernel
+from harness.vm.qemu import AccelChoice
+from harness.pins.stressors import parse as parse_stressors
+from harness.vm.vm import VM, VMOptions, pick_accel
+from harness.pins.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
 
 FS_TYPES = ("ext4", "xfs")
 SCRATCH_MOUNT = "/mnt/scratch"
@@ -118,7 +118,7 @@ class PinSession:
 
     def build_tree(self, tree: Path) -> Path:
         """--build: build a source tree (incrementally, in its stable O= directory); that directory."""
-        from harness import build as build_mod
+        from harness.kbuild import build as build_mod
 
         configs = tuple(c for c in self.config.getoption("--build-config").split(",") if c)
         out = build_mod.default_out(tree, configs, self.paths)
@@ -338,8 +338,8 @@ def check_cell(request, session: "PinSession", kernel: Kernel, kernel_spec: str,
                stressors: str, subdir: str = "matrix"):
     """One matrix cell as a test: boot, run, verify, compare with the oracle. A known-bug cell is a
     strict xfail that passes only while the bug shows; a kernel without the workload's options skips."""
-    from harness import oracle
-    from harness.matrix import Cell, run_cell
+    from harness.pins import oracle
+    from harness.pins.matrix import Cell, run_cell
 
     missing = kernel.missing_config(*WORKLOADS[workload].kconfig)
     if missing:
@@ -363,7 +363,7 @@ def check_cell(request, session: "PinSession", kernel: Kernel, kernel_spec: str,
 
 def kernel_problems(text: str) -> list[str]:
     """Titles of the crash reports in a console slice (the crash parser's view)."""
-    from harness import console
+    from harness.crash import console
 
     return [r.title for r in console.parse(text)]
 
@@ -405,8 +405,8 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 
 def _write_reports(art: Path, text: str, machine: VM) -> None:
     """Crash reports of the test, symbolized when the kernel's vmlinux has DWARF."""
-    from harness import console
-    from harness.report import write_reports
+    from harness.crash import console
+    from harness.crash.report import write_reports
 
     reports = console.parse(text)
     if reports:

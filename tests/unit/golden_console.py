@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.console import CrashReport, Frame, parse
-from harness.report import crash_json
+from harness.crash.console import CrashReport, Frame, parse
+from harness.crash.report import crash_json
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "console"
 

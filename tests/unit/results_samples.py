@@ -7,8 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from harness import results
-from harness.matrix import Cell, CellResult
+from harness.results import model as results
+from harness.pins.matrix import Cell, CellResult
 
 EVIL_TITLE = 'BUG: <script>alert("x")</script> in xfs_|pipe|*bold*_&amp #1'
 WARN_TITLE = "WARNING in ext4_dirty_folio"

@@ -1,12 +1,12 @@
-"""The pytest plugin's --build: a --kernel-tree source tree is built (harness.build) before it is resolved."""
+"""The pytest plugin's --build: a --kernel-tree source tree is built (harness.kbuild.build) before it is resolved."""
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from harness import build as build_mod
-from harness import kernel as kernel_mod
-from harness.host import Paths
+from harness.kbuild import build as build_mod
+from harness.vm import kernel as kernel_mod
+from harness.vm.host import Paths
 from harness.pytest_plugin import PinSession
 
 

@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.guest import SSHKey
-from harness.vm import VMOptions, disk_by_serial_shell, kernel_cmdline
+from harness.vm.guest import SSHKey
+from harness.vm.vm import VMOptions, disk_by_serial_shell, kernel_cmdline
 
 ROOT = Path(__file__).resolve().parents[2]
 

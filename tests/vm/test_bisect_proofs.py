@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.host import Paths
+from harness.vm.host import Paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
@@ -159,7 +159,7 @@ def test_fix_bisect_names_the_backport(linux_history, tmp_path):
     repo, fix = linux_history["repo"], linux_history["fix"]
     want = fix[4]
     # MGLRU off: the base+pins build enables it by default, and with it on the allowed pin stays CLEAN
-    # (harness/data/oracle.tsv); off, the broken end shows the WARNING and the lost pages.
+    # (harness/pins/data/oracle.tsv); off, the broken end shows the WARNING and the lost pages.
     log = run_bisect(repo, tmp_path, "--good", "fix", "--bad", "base", "--fix", "--runs", "2",
                      "--workload", "vfio:ext4:mglru-off+bh-fill+reclaim")
     record("fix-vfio", log, linux_history, want)

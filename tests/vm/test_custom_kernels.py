@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import build as build_mod
+from harness.kbuild import build as build_mod
 from harness.pytest_plugin import check_cell
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]

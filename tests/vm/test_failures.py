@@ -7,8 +7,8 @@ import time
 import pytest
 
 from harness.errors import BootTimeout, CommandTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied
-from harness.qemu import kvm_usable_device
-from harness.vm import VM, VMOptions, pick_accel
+from harness.vm.qemu import kvm_usable_device
+from harness.vm.vm import VM, VMOptions, pick_accel
 
 pytestmark = pytest.mark.vm
 

@@ -5,8 +5,8 @@ so a kernel that fixes it turns up as XPASS (a failure)."""
 import pytest
 
 from harness.pytest_plugin import check_cell
-from harness.stressors import STRESSORS
-from harness.stressors import parse as parse_stressors
+from harness.pins.stressors import STRESSORS
+from harness.pins.stressors import parse as parse_stressors
 
 pytestmark = pytest.mark.vm
 

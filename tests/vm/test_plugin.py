@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness import oracle
+from harness.pins import oracle
 
 pytestmark = pytest.mark.vm
 

@@ -1,7 +1,7 @@
 """Fresh ext4/xfs scratch disks made on the host, mounted in the guest."""
 import pytest
 
-from harness.image import fsck
+from harness.vm.image import fsck
 
 
 def test_scratch_fs_is_mounted_and_writable(scratch_fs, vm):

@@ -1,0 +1,46 @@
+"""`python -m harness boot`: boot a kernel in a guest and run commands (or just report readiness)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from harness.vm import kernel as kernel_mod
+from harness.vm.host import Paths
+from harness.vm.image import build_rootfs, make_scratch_disk
+from harness.vm.vm import VM, VMOptions
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", default=kernel_mod.DEFAULT_KERNELS[0], metavar="SPEC",
+                   help="debian:6.1 | debian:6.12 | bzImage/vmlinux path | tree:PATH (default: %(default)s)")
+    p.add_argument("--modules", type=Path, help="modules directory for a --kernel image")
+    p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    p.add_argument("--memory", type=int, default=1024, metavar="MB")
+    p.add_argument("--cpus", type=int, default=1)
+    p.add_argument("--fs", choices=("ext4", "xfs"), help="attach a fresh scratch disk with this file system")
+    p.add_argument("--artifacts", type=Path, help="directory for the console log etc. (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=300, help="per-command timeout in seconds")
+    p.add_argument("commands", nargs="*", help="shell commands to run in the guest, in order")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = Paths.default()
+    k = kernel_mod.resolve(args.kernel, paths, modules=args.modules)
+    image = build_rootfs(paths)
+    workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
+    disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []
+    status = 0
+    with VM(k, image, paths, workdir, VMOptions(memory_mb=args.memory, cpus=args.cpus, accel=args.accel),
+            disks=disks) as vm:
+        print(f"pinharness: {k.name} ({k.release}) up in {vm.boot_seconds:.1f}s under {vm.accel.accel}; "
+              f"ssh port {vm.machine.ssh_port}; artifacts in {workdir}", file=sys.stderr)
+        for cmd in args.commands:
+            res = vm.run(cmd, timeout=args.timeout)
+            sys.stdout.write(res.stdout)
+            sys.stderr.write(res.stderr)
+            status = res.exit_status
+            if status != 0:
+                break
+    return status

@@ -1,0 +1,60 @@
+"""The one argparse front-end: `python -m harness <command>`.
+
+Each command lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only lists them, so --help and docs come from
+one parser (see ``build_parser``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from harness.errors import HarnessError
+
+# command name -> (module implementing it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("harness.cli.run", "The main job: the pin matrix on the default (or given) kernels"),
+    "setup": ("harness.cli.setup", "Install the host packages pinharness needs (qemu, mkfs tools, mmdebstrap, gcc)"),
+    "boot": ("harness.cli.boot", "Boot a kernel in a guest and run shell commands in it"),
+    "fetch-dbg": ("harness.cli.fetch_dbg", "Fetch Debian's -dbg vmlinux and debug modules for symbolized reports"),
+    "report": ("harness.cli.report", "Parse a console/dmesg log into crash reports"),
+    "compare": ("harness.cli.compare", "What changed between two runs' results (new, fixed, changed, flaky)"),
+    "summary": ("harness.cli.summary", "The matrix as an HTML page and Markdown (with 'since last run')"),
+    "merge": ("harness.cli.merge", "Merge CI shards' results and write JSON, JUnit, KTAP, kcidb, HTML, Markdown"),
+    "build": ("harness.cli.build", "Build a kernel tree out of tree (O=) with kernel-configs/ fragments"),
+    "bisect": ("harness.cli.bisect", "Find the commit that caused (or --fix: fixed) an outcome, by git bisect"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Boot kernels in QEMU and race long-term page pins against ext4/xfs writeback.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (modname, help_text) in COMMANDS.items():
+        module = importlib.import_module(modname)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except HarnessError as exc:
+        print(f"pinharness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pinharness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

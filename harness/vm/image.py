@@ -1,0 +1,313 @@
+"""What a guest boots from: the cached Debian rootfs, a per-kernel initramfs and
+modules disk, and fresh scratch disks with ext4/xfs made on the host.
+
+Cached artifacts are keyed by content (recipe hash, kernel release + image
+hash) and never written after they are built: guests get them read-only or
+through QEMU's ``snapshot=on``.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from harness.errors import HarnessError, ImageError
+from harness.vm.host import Paths, privilege_prefix, require_space, require_tool
+from harness.vm.kernel import Kernel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RECIPE = REPO_ROOT / "guest-images" / "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+ROOTFS_SIZE_SLACK = 1.6  # image size = used bytes * slack + 256 MiB of free room
+
+# Modules the initramfs loads, in order, before it can mount the rootfs (and their
+# dependencies from modules.dep). Built-in ones are skipped; missing ones are not fatal.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+
+ROOT_SERIAL = "ph-rootfs"
+MODULES_SERIAL = "ph-modules"
+
+INITRAMFS_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+die() { echo "PINHARNESS-INIT-FAILED: $*"; sleep 1; poweroff -f; }
+for m in $(cat /modules/order); do insmod "/modules/$m" 2>/dev/null; done
+arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1="*) echo "${w#*=}"; return 0;; esac; done; return 1; }
+if arg pinharness.canary >/dev/null; then echo "PINHARNESS-CANARY-OK"; poweroff -f; fi
+want=$(arg pinharness.root) || die "no pinharness.root on the command line"
+root=""
+i=0
+while [ $i -lt 200 ]; do
+  for d in /sys/block/vd*; do
+    [ "$(cat $d/serial 2>/dev/null)" = "$want" ] && root=/dev/${d##*/}
+  done
+  [ -n "$root" ] && break
+  i=$((i+1)); sleep 0.05
+done
+[ -n "$root" ] || die "root disk $want not found (virtio_blk missing?)"
+mkdir -p /newroot
+mount -t ext4 "$root" /newroot || die "cannot mount $root"
+mount --move /dev /newroot/dev
+umount /proc /sys
+exec switch_root /newroot /sbin/pinharness-init
+"""
+
+
+# --------------------------------------------------------------------------- recipe / rootfs
+
+@dataclass(frozen=True)
+class Recipe:
+    """A guest-image recipe: a directory with packages.txt, init and customize.sh."""
+
+    path: Path
+    suite: str = "bookworm"
+    mirror: str = DEFAULT_MIRROR
+
+    @property
+    def packages(self) -> list[str]:
+        lines = (self.path / "packages.txt").read_text().splitlines()
+        return [p.strip() for p in lines if p.strip() and not p.lstrip().startswith("#")]
+
+    def digest(self) -> str:
+        h = hashlib.sha256(f"{self.suite}\n{self.mirror}\n".encode())
+        for f in sorted(p for p in self.path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(self.path).as_posix().encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    rootfs: Path  # ext4 image, read-only on the host
+    recipe_digest: str
+    build_seconds: float = 0.0
+    cached: bool = True
+
+
+def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force: bool = False,
+                 timeout: float = 1800) -> GuestImage:
+    """The Debian rootfs image of ``recipe``, built with mmdebstrap unless cached."""
+    import time
+
+    recipe = recipe or Recipe(DEFAULT_RECIPE, mirror=os.environ.get("PINHARNESS_MIRROR", DEFAULT_MIRROR))
+    digest = recipe.digest()
+    out_dir = paths.sub("images", f"{recipe.suite}-{digest}")
+    image = out_dir / "rootfs.ext4"
+    if image.exists() and not force:
+        return GuestImage(image, digest, cached=True)
+    mmdebstrap = require_tool("mmdebstrap")
+    mkfs = require_tool("mkfs.ext4")
+    require_space(paths.cache, 3 << 30, "building the guest image")
+    prefix = privilege_prefix()
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=paths.sub("tmp")))
+    tree = work / "tree"
+    try:
+        log(f"pinharness: building guest image {recipe.suite}-{digest} with mmdebstrap (about a minute)")
+        argv = prefix + [
+            "env", f"PINHARNESS_RECIPE={recipe.path}",
+            mmdebstrap, "--mode=root", "--variant=minbase", "--include=" + ",".join(recipe.packages),
+            "--customize-hook=" + f'"{recipe.path}/customize.sh" "$1"',
+            recipe.suite, str(tree), recipe.mirror,
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        (out_dir / "mmdebstrap.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise ImageError(f"mmdebstrap failed ({last}); full log: {out_dir / 'mmdebstrap.log'}")
+        used = int(subprocess.run(prefix + ["du", "-sb", str(tree)], capture_output=True, text=True,
+                                  check=True, timeout=600).stdout.split()[0])
+        size_mb = int(used * ROOTFS_SIZE_SLACK) // (1 << 20) + 256
+        tmp_img = out_dir / "rootfs.ext4.tmp"
+        subprocess.run(prefix + [mkfs, "-q", "-F", "-L", "pinharness-root", "-d", str(tree), str(tmp_img),
+                                 f"{size_mb}M"], check=True, timeout=600, capture_output=True)
+        subprocess.run(prefix + ["chmod", "0444", str(tmp_img)], check=True, timeout=60)
+        subprocess.run(prefix + ["mv", str(tmp_img), str(image)], check=True, timeout=60)
+        meta = {"suite": recipe.suite, "digest": digest, "packages": recipe.packages,
+                "seconds": round(time.monotonic() - t0, 1), "size_mb": size_mb}
+        (out_dir / "image.json").write_text(json.dumps(meta, indent=1))
+    finally:
+        subprocess.run(prefix + ["rm", "-rf", str(work)], timeout=600)
+    return GuestImage(image, digest, build_seconds=time.monotonic() - t0, cached=False)
+
+
+# --------------------------------------------------------------------------- per-kernel boot files
+
+def _kernel_key(kernel: Kernel) -> str:
+    st = kernel.image.stat()
+    h = hashlib.sha256(f"{kernel.image}:{st.st_size}:{st.st_mtime_ns}:{kernel.modules_dir}".encode())
+    h.update(INITRAMFS_INIT.encode() + repr(INITRAMFS_MODULES).encode())
+    return f"{kernel.release}-{h.hexdigest()[:12]}"
+
+
+def _norm(name: str) -> str:
+    base = os.path.basename(name)
+    for suf in (".xz", ".zst", ".gz"):
+        if base.endswith(suf):
+            base = base[: -len(suf)]
+    if base.endswith(".ko"):
+        base = base[:-3]
+    return base.replace("-", "_")
+
+
+def module_load_order(modules_dir: Path, wanted: Sequence[str]) -> list[Path]:
+    """Module files to insmod for ``wanted``, dependencies first; built-ins and unknowns dropped."""
+    dep_file = modules_dir / "modules.dep"
+    if not dep_file.exists():
+        raise ImageError(f"{dep_file} missing: run depmod for {modules_dir.name}")
+    deps: dict[str, tuple[str, list[str]]] = {}
+    for line in dep_file.read_text().splitlines():
+        if ":" not in line:
+            continue
+        path, rest = line.split(":", 1)
+        deps[_norm(path)] = (path, rest.split())
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in deps:
+            return
+        seen.add(name)
+        path, dlist = deps[name]
+        for d in dlist:
+            visit(_norm(d))
+        order.append(modules_dir / path)
+
+    for w in wanted:
+        visit(_norm(w))
+    return order
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        return subprocess.run([require_tool("zstd"), "-dc", str(path)], capture_output=True, check=True,
+                              timeout=120).stdout
+    return data
+
+
+def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio archive from (name, mode, data) entries; directories have mode 0o40755."""
+    out = io.BytesIO()
+    ino = 1
+    for name, mode, data in entries + [("TRAILER!!!", 0, b"")]:
+        nlink = 2 if mode & 0o040000 else 1
+        namez = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (
+            ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(namez), 0))
+        out.write(hdr.encode() + namez)
+        out.write(b"\0" * ((4 - (110 + len(namez)) % 4) % 4))
+        out.write(data)
+        out.write(b"\0" * ((4 - len(data) % 4) % 4))
+        ino += 1
+    return out.getvalue()
+
+
+def build_initramfs(kernel: Kernel, paths: Paths) -> Path:
+    """busybox + the modules needed to mount the root disk + our /init; cached per kernel."""
+    out = paths.sub("initramfs") / f"{_kernel_key(kernel)}.cpio.gz"
+    if out.exists():
+        return out
+    busybox = Path(require_tool("busybox")).read_bytes()
+    entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in
+                                             ("bin", "dev", "proc", "sys", "newroot", "modules")]
+    entries += [("bin/busybox", 0o100755, busybox), ("init", 0o100755, INITRAMFS_INIT.encode())]
+    order: list[str] = []
+    if kernel.modules_dir is not None:
+        for i, mod in enumerate(module_load_order(kernel.modules_dir, INITRAMFS_MODULES)):
+            fname = f"{i:02d}-{_norm(mod.name)}.ko"
+            entries.append((f"modules/{fname}", 0o100644, _read_module(mod)))
+            order.append(fname)
+    entries.append(("modules/order", 0o100644, ("\n".join(order) + "\n").encode()))
+    tmp = out.with_suffix(".tmp")
+    with gzip.open(tmp, "wb", compresslevel=1) as f:
+        f.write(_cpio_newc(entries))
+    tmp.rename(out)
+    return out
+
+
+def build_modules_disk(kernel: Kernel, paths: Paths) -> Optional[Path]:
+    """An ext4 image holding the kernel's /lib/modules/<release> (cached); None without modules."""
+    if kernel.modules_dir is None:
+        return None
+    out = paths.sub("modules-disks") / f"{_kernel_key(kernel)}.ext4"
+    if out.exists():
+        return out
+    mkfs = require_tool("mkfs.ext4")
+    used = sum(p.stat().st_size for p in kernel.modules_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    size_mb = int(used * 1.3) // (1 << 20) + 64
+    require_space(out.parent, size_mb << 20, f"the modules disk of {kernel.release}")
+    tmp = out.with_suffix(".tmp")
+    proc = subprocess.run([mkfs, "-q", "-F", "-L", "ph-modules", "-d", str(kernel.modules_dir), str(tmp),
+                           f"{size_mb}M"], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise ImageError(f"mkfs.ext4 of the modules disk failed: {proc.stderr.strip()[:200]}")
+    os.chmod(tmp, 0o444)
+    tmp.rename(out)
+    return out
+
+
+# --------------------------------------------------------------------------- scratch disks
+
+# fs type -> (mkfs tool, argv before the device, check tool argv)
+MKFS: dict[str, tuple[str, list[str]]] = {
+    "ext4": ("mkfs.ext4", ["-q", "-F"]),
+    "xfs": ("mkfs.xfs", ["-q", "-f"]),
+}
+FSCK: dict[str, list[str]] = {
+    "ext4": ["e2fsck", "-fn"],
+    "xfs": ["xfs_repair", "-n"],
+}
+
+
+@dataclass
+class Disk:
+    """A disk image attached to a guest as virtio-blk with ``serial``."""
+
+    path: Path
+    serial: str
+    fs: Optional[str] = None
+    readonly: bool = False
+    snapshot: bool = False  # QEMU snapshot=on: the file is never written
+    fmt: str = "raw"
+    extra: dict = field(default_factory=dict)  # extra -blockdev/-drive properties (e.g. throttling)
+
+
+def make_scratch_disk(directory: Path, fs: str, size_mb: int = 512, mkfs_options: Sequence[str] = (),
+                      serial: str = "scratch0") -> Disk:
+    """A fresh sparse image with ``fs`` made on the host with ``mkfs_options``."""
+    if fs not in MKFS:
+        raise HarnessError(f"unknown file system {fs!r}: use one of {', '.join(MKFS)}")
+    tool, base = MKFS[fs]
+    path = Path(directory) / f"{serial}.{fs}.img"
+    require_space(path.parent, 64 << 20, "a scratch disk")
+    with open(path, "wb") as f:
+        f.truncate(size_mb << 20)
+    proc = subprocess.run([require_tool(tool), *base, *mkfs_options, str(path)], capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        raise HarnessError(f"{tool} {' '.join(mkfs_options)} failed: {proc.stderr.strip()[:200]}")
+    return Disk(path=path, serial=serial, fs=fs)
+
+
+def fsck(disk: Disk, timeout: float = 300) -> tuple[bool, str]:
+    """Run the read-only checker of the disk's fs on the host; (clean, output)."""
+    argv = FSCK[disk.fs or "ext4"]
+    proc = subprocess.run([require_tool(argv[0]), *argv[1:], str(disk.path)], capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode == 0, proc.stdout + proc.stderr

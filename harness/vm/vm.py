@@ -1,0 +1,275 @@
+"""A booted guest: kernel + guest image + disks → QEMU → ready marker → SSH.
+
+    with VM(kernel, image, paths, workdir, VMOptions(accel="tcg")) as vm:
+        vm.run("uname -r")
+
+The console log, QEMU argv, dmesg and a vm.json summary are written into
+``workdir`` on every path, failures included.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from harness.errors import CommandTimeout, GuestHang, VMError
+from harness.vm.guest import CommandResult, Guest, SSHKey
+from harness.vm.host import Paths
+from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
+from harness.vm.kernel import Kernel
+from harness.vm.qemu import AccelChoice, Machine, QemuConfig, choose_accel, short_socket_dir
+
+READY_MARKER = r"PINHARNESS-READY"
+
+
+def disk_by_serial_shell(serial: str) -> str:
+    """A shell snippet printing /dev/vdX of the virtio disk with this serial."""
+    return ('for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = ' + serial
+            + ' ] && echo /dev/${d##*/}; done')
+CANARY_MARKER = r"PINHARNESS-CANARY-OK"
+
+
+@dataclass
+class VMOptions:
+    memory_mb: int = 1024
+    cpus: int = 1
+    accel: str = "auto"  # auto | kvm | tcg
+    boot_timeout: float = 180.0
+    silence_timeout: float = 90.0  # no console output for this long during boot = hang
+    cmdline: Sequence[str] = ()  # extra kernel command-line words
+    iommu: bool = False
+    devices: Sequence[str] = ()  # extra -device values
+    cpu_model: Optional[str] = None
+    extra_qemu_args: Sequence[str] = ()
+
+
+def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False) -> list[str]:
+    words = ["console=ttyS0,115200", "loglevel=7", "panic=-1", "net.ifnames=0", "tsc=reliable",
+             f"pinharness.root={ROOT_SERIAL}"]
+    if modules:
+        words.append(f"pinharness.modules={MODULES_SERIAL}")
+    if key is not None:
+        words.append(f"pinharness.key={key.cmdline_value()}")
+    if canary:
+        words.append("pinharness.canary=1")
+    if options.iommu:
+        words.append("intel_iommu=on")
+    words += list(options.cmdline)
+    return words
+
+
+# A working KVM prints the kernel banner well under a second after start and
+# reaches the initramfs in a few; a broken one (e.g. a PVM backend) stays silent.
+CANARY_TIMEOUT = 15.0
+CANARY_SILENCE = 6.0
+
+
+def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm", timeout: float = CANARY_TIMEOUT,
+                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None) -> float:
+    """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
+    Returns the seconds it took; raises the VMError that stopped it."""
+    initrd = build_initramfs(kernel, paths)
+    sockdir = short_socket_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = QemuConfig(kernel=kernel.image, initrd=initrd, append=kernel_cmdline(VMOptions(), None, False, canary=True),
+                     console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
+                     accel=accel, ssh_forward=False, cpu_model=cpu_model)
+    t0 = time.monotonic()
+    with Machine(cfg, workdir, log=lambda s: None) as m:
+        m.start()
+        m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
+    sockdir.rmdir()
+    return time.monotonic() - t0
+
+
+def pick_accel(requested: str, kernel: Kernel, paths: Paths, workdir: Path, log: Callable[[str], None] = print
+               ) -> AccelChoice:
+    return choose_accel(requested, lambda: canary_boot(kernel, paths, workdir / "kvm-canary", "kvm"), log)
+
+
+@dataclass
+class VM:
+    kernel: Kernel
+    image: GuestImage
+    paths: Paths
+    workdir: Path
+    options: VMOptions = field(default_factory=VMOptions)
+    disks: Sequence[Disk] = ()
+    accel: Optional[AccelChoice] = None  # decided once per session by pick_accel
+    log: Callable[[str], None] = print
+
+    machine: Optional[Machine] = field(default=None, init=False)
+    guest: Optional[Guest] = field(default=None, init=False)
+    boot_seconds: float = field(default=0.0, init=False)
+    outcome: str = field(default="not booted", init=False)
+    _sockdir: Optional[Path] = field(default=None, init=False)
+
+    # ------------------------------------------------------------------ lifecycle
+    def boot(self) -> "VM":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.accel is None:
+            self.accel = pick_accel(self.options.accel, self.kernel, self.paths, self.workdir, self.log)
+        initrd = build_initramfs(self.kernel, self.paths)
+        modules_disk = build_modules_disk(self.kernel, self.paths)
+        disks = [Disk(self.image.rootfs, ROOT_SERIAL, fs="ext4", snapshot=True)]
+        if modules_disk is not None:
+            disks.append(Disk(modules_disk, MODULES_SERIAL, fs="ext4", readonly=True))
+        disks += list(self.disks)
+        key = SSHKey.generate()
+        self._sockdir = short_socket_dir()
+        cfg = QemuConfig(kernel=self.kernel.image, initrd=initrd,
+                         append=kernel_cmdline(self.options, key, modules_disk is not None),
+                         console_log=self.workdir / "console.log", qmp_socket=self._sockdir / "qmp.sock",
+                         memory_mb=self.options.memory_mb, cpus=self.options.cpus, accel=self.accel.accel,
+                         cpu_model=self.options.cpu_model, disks=disks, iommu=self.options.iommu,
+                         devices=self.options.devices, extra_args=self.options.extra_qemu_args)
+        t0 = time.monotonic()
+        self.machine = Machine(cfg, self.workdir, log=self.log)
+        try:
+            self.machine.start()
+            self.machine.wait_for(READY_MARKER, self.options.boot_timeout, "the guest to boot",
+                                  silence_timeout=self.options.silence_timeout)
+            self.guest = Guest(self.machine.ssh_port, key)  # type: ignore[arg-type]
+            self.guest.connect(timeout=60, alive=self.machine.check)
+        except BaseException as exc:
+            self.outcome = f"boot failed: {type(exc).__name__}: {exc}"
+            self.close()
+            raise
+        self.boot_seconds = time.monotonic() - t0
+        self.outcome = "running"
+        self._write_summary()
+        return self
+
+    def __enter__(self) -> "VM":
+        return self.boot() if self.machine is None else self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None and self.outcome == "running":
+            self.outcome = f"error: {type(exc).__name__}: {exc}"
+        self.close()
+
+    def close(self, collect_dmesg: bool = True) -> None:
+        """Save dmesg (when the guest still answers), stop QEMU, reap it. Idempotent."""
+        if self.machine is None:
+            return
+        if collect_dmesg and self.guest is not None and self.machine.alive():
+            try:
+                res = self.guest.run("dmesg", timeout=15, alive=self.machine.check)
+                (self.workdir / "dmesg.txt").write_text(res.stdout)
+            except VMError:
+                pass
+        if self.guest is not None:
+            self.guest.close()
+        self.machine.quit(timeout=5)
+        if self.outcome == "running":
+            self.outcome = "stopped"
+        self._write_summary()
+        if self._sockdir is not None:
+            try:
+                self._sockdir.rmdir()
+            except OSError:
+                pass
+        self.machine_exit = self.machine.exit_status
+        self.guest = None
+
+    def _write_summary(self) -> None:
+        summary = {"kernel": self.kernel.describe(), "accel": asdict(self.accel) if self.accel else None,
+                   "options": {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                               for k, v in asdict(self.options).items()},
+                   "disks": [{"path": str(d.path), "serial": d.serial, "fs": d.fs} for d in self.disks],
+                   "boot_seconds": round(self.boot_seconds, 2), "outcome": self.outcome}
+        (self.workdir / "vm.json").write_text(json.dumps(summary, indent=1))
+
+    # ------------------------------------------------------------------ using the guest
+    def _require(self) -> tuple[Machine, Guest]:
+        if self.machine is None or self.guest is None:
+            raise VMError("the VM is not running")
+        return self.machine, self.guest
+
+    def run(self, command: str, timeout: float = 60.0, check: bool = False,
+            stdin: Optional[bytes] = None) -> CommandResult:
+        """Run a shell command in the guest. A command that outlives ``timeout``
+        raises CommandTimeout if the guest still answers, GuestHang if not; a
+        guest that died raises its cause (GuestPanic, QemuDied...)."""
+        machine, guest = self._require()
+        try:
+            res = guest.run(command, timeout=timeout, alive=machine.check, stdin=stdin)
+        except CommandTimeout as exc:
+            if not self.responsive():
+                self.outcome = "hang"
+                raise GuestHang(f"guest stopped answering: {exc}; last console line: {machine.last_line()!r}")
+            raise
+        except VMError:
+            self._settle(machine)  # a named cause (panic, QEMU death) wins over the SSH symptom
+            raise
+        return res.check() if check else res
+
+    def _settle(self, machine: Machine, timeout: float = 10.0) -> None:
+        """After a lost SSH connection, give a dying guest a moment to show why."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            machine.check()
+            if machine.fatal_console_error() is not None:
+                raise machine.fatal_console_error()  # type: ignore[misc]
+            time.sleep(0.2)
+
+    def responsive(self, timeout: float = 10.0) -> bool:
+        """Does the guest still answer a fresh SSH session within ``timeout``?"""
+        machine, guest = self._require()
+        probe = Guest(guest.port, guest.key)
+        try:
+            probe.connect(timeout=timeout, alive=machine.check)
+            probe.run("true", timeout=timeout, alive=machine.check)
+            return True
+        except (VMError, CommandTimeout):
+            return False
+        finally:
+            probe.close()
+
+    def disk(self, serial: str) -> str:
+        """The guest device (/dev/vdX) of the disk attached with ``serial``."""
+        dev = self.run(disk_by_serial_shell(serial), timeout=30).stdout.strip()
+        if not dev:
+            raise VMError(f"no disk with serial {serial!r} in the guest")
+        return dev
+
+    def put(self, local: Path, remote: str, mode: Optional[int] = None) -> None:
+        self._require()[1].put(local, remote, mode)
+
+    def get(self, remote: str, local: Path) -> Path:
+        return self._require()[1].get(remote, local)
+
+    def mark(self, text: str, timeout: float = 15.0) -> int:
+        """Write ``pinharness: <text>`` into the kernel log and wait for it on the
+        console; returns the console offset where it appeared."""
+        machine, guest = self._require()
+        before = len(machine.console)  # type: ignore[arg-type]
+        guest.run(guest.mark_command(text), timeout=timeout, alive=machine.check).check()
+        m = machine.wait_for(re.escape("pinharness: " + text), timeout, f"kmsg marker {text!r}", start=before)
+        return before + m.start()
+
+    def console_text(self, start: int = 0) -> str:
+        if self.machine is None or self.machine.console is None:
+            path = self.workdir / "console.log"
+            return path.read_text(errors="replace") if path.exists() else ""
+        return self.machine.console.text(start)
+
+    def console_len(self) -> int:
+        return len(self.machine.console) if self.machine and self.machine.console else 0
+
+    def poweroff(self, timeout: float = 30.0) -> None:
+        """sync, unmount scratch file systems and power off; QEMU exits."""
+        machine, guest = self._require()
+        try:
+            guest.run("sync; umount -a -t ext4,xfs 2>/dev/null; echo o > /proc/sysrq-trigger &", timeout=10,
+                      alive=lambda: None)
+        except VMError:
+            pass
+        deadline = time.monotonic() + timeout
+        while machine.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.outcome = "powered off"
+        self.close(collect_dmesg=False)

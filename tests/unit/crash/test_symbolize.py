@@ -1,0 +1,242 @@
+"""The pyelftools symbolizer agrees with binutils' addr2line -i on binaries built here with gcc."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.crash import console
+from harness.errors import HarnessError
+from harness.crash.symbolize import DebugInfo, Symbolizer, clean_path, symbolize
+
+pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("addr2line") and shutil.which("objdump")),
+                                reason="needs gcc and binutils")
+
+SAMPLE_C = r"""
+volatile int sink;
+
+static inline __attribute__((always_inline)) void mark_dirty(int *p, int v)
+{
+	if (v & 1)
+		*p += v;
+	sink = *p;
+}
+
+static inline __attribute__((always_inline)) void release_pages(int *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		mark_dirty(p, i);
+}
+
+__attribute__((noinline)) void bio_release_pages(int *p, int n)
+{
+	release_pages(p, n);
+	sink++;
+}
+
+__attribute__((noinline)) void dio_bio_end_io(int *p, int n)
+{
+	bio_release_pages(p, n * 2);
+	sink--;
+}
+
+__attribute__((noinline)) int main(int argc, char **argv)
+{
+	int x = argc;
+	dio_bio_end_io(&x, argc + 3);
+	return sink;
+}
+"""
+
+
+def run(argv, cwd):
+    return subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    d = tmp_path_factory.mktemp("elf")
+    (d / "sample.c").write_text(SAMPLE_C)
+    run(["gcc", "-g", "-O2", "-fno-pie", "-no-pie", "-o", "sample", "sample.c"], d)
+    run(["gcc", "-g", "-O2", "-c", "-o", "sample.o", "sample.c"], d)
+    return d
+
+
+def instructions(binary: Path, functions=("bio_release_pages", "dio_bio_end_io", "main")):
+    """{function: [instruction addresses]} from objdump."""
+    out, current = {}, None
+    for line in run(["objdump", "-d", "--no-show-raw-insn", "-j", ".text", str(binary)], binary.parent).splitlines():
+        m = re.match(r"^([0-9a-f]+) <([^>]+)>:$", line)
+        if m:
+            current = m.group(2) if m.group(2) in functions else None
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):", line)
+        if m and current:
+            out.setdefault(current, []).append(int(m.group(1), 16))
+    return out
+
+
+def addr2line(binary: Path, addrs, section=None):
+    argv = ["addr2line", "-i", "-f", "-e", str(binary)] + (["-j", section] if section else [])
+    out = run(argv + [hex(a) for a in addrs], binary.parent).splitlines()
+    # addr2line -i prints func/file:line pairs; which address each pair belongs to is found by
+    # asking for one address at a time instead.
+    return out
+
+
+def addr2line_one(binary: Path, addr: int, section=None, comp_dir=""):
+    lines = addr2line(binary, [addr], section)
+    frames = []
+    for func, pos in zip(lines[::2], lines[1::2]):
+        path, _, num = pos.split(" ")[0].rpartition(":")
+        frames.append((func, clean_path(path, comp_dir), int(num) if num.isdigit() else 0))
+    return frames
+
+
+def ours(info: DebugInfo, addr: int):
+    return [(s.function, s.file, s.line) for s in info.source(addr)]
+
+
+def test_every_instruction_matches_addr2line(built, tmp_path):
+    info = DebugInfo(built / "sample", cache_dir=tmp_path)
+    checked = 0
+    for func, addrs in instructions(built / "sample").items():
+        for addr in addrs:
+            assert ours(info, addr) == addr2line_one(built / "sample", addr, comp_dir=str(built)), hex(addr)
+            checked += 1
+    assert checked > 20
+    inlined = ours(info, instructions(built / "sample")["bio_release_pages"][6])
+    assert [f for f, _, _ in inlined] == ["mark_dirty", "release_pages", "bio_release_pages"]
+    info.close()
+
+
+def test_relocatable_object_like_a_module(built, tmp_path):
+    obj = built / "sample.o"
+    info = DebugInfo(obj, cache_dir=tmp_path)
+    assert info.relocatable
+    base = info.section_base(".text")
+    for func, addrs in instructions(obj).items():
+        for addr in addrs:
+            assert ours(info, base + addr) == addr2line_one(obj, addr, ".text", str(built)), (func, hex(addr))
+    info.close()
+
+
+def return_address_frame(binary: Path, caller: str, callee: str):
+    """'caller+0xoff/0xsize' where off is the return address of its call to callee, like a stack trace."""
+    text = run(["objdump", "-d", "--no-show-raw-insn", str(binary)], binary.parent)
+    block = text[text.index(f"<{caller}>:"):]
+    block = block[:block.index("\n\n")]
+    lines = block.splitlines()[1:]
+    for i, line in enumerate(lines):
+        if f"<{callee}>" in line and ("call" in line or "jmp" in line):
+            ret = int(lines[i + 1].split(":")[0], 16)
+            start = int(lines[0].split(":")[0], 16)
+            break
+    size = int(run(["nm", "-S", str(binary)], binary.parent).split(f" {caller}\n")[0].split("\n")[-1].split()[1], 16)
+    return ret - start, size
+
+
+def test_symbolize_report_like_decode_stacktrace(built, tmp_path):
+    binary = built / "sample"
+    off, size = return_address_frame(binary, "main", "dio_bio_end_io")
+    rip = instructions(binary)["bio_release_pages"][6]
+    start = instructions(binary)["bio_release_pages"][0]
+    bsize = int(re.search(r"([0-9a-f]+) T bio_release_pages", run(["nm", "-S", str(binary)], built)).group(1), 16)
+    report = (f"WARNING: CPU: 0 PID: 1 at sample.c:9 bio_release_pages+0x{rip - start:x}/0x{bsize:x}\n"
+              f"RIP: 0010:bio_release_pages+0x{rip - start:x}/0x{bsize:x}\n"
+              "Call Trace:\n <TASK>\n"
+              f" main+0x{off:x}/0x{size:x}\n"
+              " ? unknown_function+0x1/0x2\n </TASK>\n")
+    reps = console.parse(report)
+    assert reps[0].title == "WARNING in bio_release_pages"
+    symbolize(reps, binary, cache_dir=tmp_path)
+    text = reps[0].report
+    assert "RIP: 0010:mark_dirty sample.c:" in text and "[inline]" in text
+    frames = reps[0].frames
+    assert [(f.function, f.inlined) for f in frames] == [
+        ("mark_dirty", True), ("release_pages", True), ("bio_release_pages", False), ("main", False)]
+    expected_main = addr2line_one(binary, start - start + int(run(["nm", str(binary)], built).split(" T main")[0]
+                                                              .split("\n")[-1], 16) + off - 1, comp_dir=str(built))
+    assert (frames[-1].file, frames[-1].line) == expected_main[-1][1:]
+    assert all(f.file == "sample.c" for f in frames)
+    assert reps[0].guilty_file == "sample.c"
+
+
+def test_kaslr_slide_from_kernel_offset_line(built, tmp_path):
+    binary = built / "sample"
+    info = DebugInfo(binary, cache_dir=tmp_path)
+    addr = instructions(binary)["dio_bio_end_io"][2]
+    slide = 0x2c000000
+    report = ("BUG: unable to handle page fault for address: 0000000000000008\n"
+              f"RIP: 0010:0x{addr + slide:x}\nCall Trace:\n <TASK>\n [<{addr + slide + 1:016x}>]\n </TASK>\n"
+              f"Kernel Offset: 0x{slide:x} from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)\n")
+    reps = console.parse(report)
+    symbolize(reps, binary, cache_dir=tmp_path)
+    frames = reps[0].frames
+    assert frames[0].function == "dio_bio_end_io" and frames[0].line == ours(info, addr)[0][2]
+    assert "dio_bio_end_io+0x" in reps[0].report
+    info.close()
+
+
+def test_kaslr_slide_from_a_frame_with_address_and_symbol(built, tmp_path):
+    binary = built / "sample"
+    sym = Symbolizer(binary, cache_dir=tmp_path)
+    addr = instructions(binary)["main"][0]
+    from harness.crash.symbolize import kaslr_slide
+    assert kaslr_slide(f" [<{addr + 0x1000000:x}>] main+0x0/0x10\n", sym) == 0x1000000
+    sym.close()
+
+
+def test_module_frames_are_looked_up_in_the_modules_dir(built, tmp_path):
+    mods = tmp_path / "lib" / "modules" / "6.1.0" / "kernel" / "fs" / "sample"
+    mods.mkdir(parents=True)
+    shutil.copy(built / "sample.o", mods / "sample.ko")
+    off = instructions(built / "sample.o")["bio_release_pages"][6]
+    size = int(re.search(r"([0-9a-f]+) T bio_release_pages", run(["nm", "-S", "sample.o"], built)).group(1), 16)
+    text = f"RIP: 0010:bio_release_pages+0x{off:x}/0x{size:x} [sample]\n"
+    out = Symbolizer(built / "sample", tmp_path / "lib", cache_dir=tmp_path)
+    from harness.crash.symbolize import symbolize_text
+    decoded = symbolize_text(text, out)
+    out.close()
+    assert decoded.splitlines()[-1].startswith(f"RIP: 0010:bio_release_pages+0x{off:x}/0x{size:x} [sample] sample.c:")
+    assert "mark_dirty sample.c" in decoded
+
+
+def test_cache_answers_without_reading_dwarf(built, tmp_path, monkeypatch):
+    binary = built / "sample"
+    addrs = instructions(binary)["bio_release_pages"]
+    first = DebugInfo(binary, cache_dir=tmp_path)
+    want = [ours(first, a) for a in addrs]
+    first.save()
+    first.close()
+    assert list(tmp_path.glob("*.json")), "no cache written"
+    monkeypatch.setattr(DebugInfo, "_dwarf_info", lambda self: pytest.fail("DWARF read despite the cache"))
+    again = DebugInfo(binary, cache_dir=tmp_path)
+    assert [ours(again, a) for a in addrs] == want
+    again.close()
+
+
+def test_not_an_elf_is_a_harness_error(tmp_path):
+    bogus = tmp_path / "vmlinux"
+    bogus.write_bytes(b"not an elf at all")
+    with pytest.raises(HarnessError, match="not an ELF"):
+        DebugInfo(bogus, cache_dir=tmp_path)
+    with pytest.raises(HarnessError, match="cannot open"):
+        DebugInfo(tmp_path / "missing", cache_dir=tmp_path)
+
+
+def test_report_cli_with_vmlinux(built, tmp_path, capsys, monkeypatch):
+    from harness.cli import parser as cli
+    monkeypatch.setenv("PINHARNESS_CACHE", str(tmp_path))
+    binary = built / "sample"
+    start = instructions(binary)["bio_release_pages"][0]
+    rip = instructions(binary)["bio_release_pages"][6]
+    log = tmp_path / "console.log"
+    log.write_text(f"[    5.1][  T1] WARNING: CPU: 0 PID: 1 at sample.c:9 bio_release_pages+0x{rip - start:x}/0x38\n"
+                   f"[    5.1][  T1] RIP: 0010:bio_release_pages+0x{rip - start:x}/0x38\n"
+                   "[    5.1][  T1] Call Trace:\n[    5.1][  T1]  <TASK>\n[    5.1][  T1]  </TASK>\n")
+    assert cli.main(["report", "--vmlinux", str(binary), str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "RIP: 0010:mark_dirty sample.c:" in out
+    assert cli.main(["report", "--vmlinux", str(tmp_path / "nope"), str(log)]) == 2
