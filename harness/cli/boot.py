@@ -14,8 +14,10 @@ from harness.vm.vm import VM, VMOptions
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default=kernel_mod.DEFAULT_KERNELS[0], metavar="SPEC",
-                   help="debian:6.1 | debian:6.12 | bzImage/vmlinux path | tree:PATH (default: %(default)s)")
-    p.add_argument("--modules", type=Path, help="modules directory for a --kernel image")
+                   help="debian:LINE | debian:SUITE (sid, trixie...) | debian:RELEASE | bzImage/vmlinux path | "
+                        "tree:PATH (default: %(default)s)")
+    p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image")
+    p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     p.add_argument("--memory", type=int, default=1024, metavar="MB")
     p.add_argument("--cpus", type=int, default=1)
@@ -27,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
-    k = kernel_mod.resolve(args.kernel, paths, modules=args.modules)
+    k = kernel_mod.resolve(args.kernel, paths, modules=args.modules, refresh=args.refresh)
     image = build_rootfs(paths)
     workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []

@@ -26,8 +26,11 @@ def _csv(value: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", action="append", default=[], metavar="SPEC",
-                   help="kernel (repeatable): debian:6.1, debian:6.12, a bzImage path, tree:PATH "
-                        f"(default: {' and '.join(kernel_mod.DEFAULT_KERNELS)})")
+                   help="kernel (repeatable): debian:LINE (6.1, 6.12, 7.2), debian:SUITE (bookworm, trixie, "
+                        "sid, experimental), debian:RELEASE, a bzImage/vmlinux path, tree:PATH "
+                        f"(default: {', '.join(kernel_mod.DEFAULT_KERNELS)})")
+    p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image path")
+    p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
     p.add_argument("--fs", type=_csv, action="extend", default=None,
                    help="file systems, comma-separated or repeated (default ext4,xfs)")
     p.add_argument("--workload", type=_csv, action="extend", default=None,
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
     image = build_rootfs(paths)
-    kernels = {s: kernel_mod.resolve(s, paths) for s in specs}
+    kernels = {s: kernel_mod.resolve(s, paths, modules=args.modules, refresh=args.refresh) for s in specs}
     accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
     print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
     t0 = time.monotonic()

@@ -30,10 +30,11 @@ HOST_TOOLS: dict[str, str] = {
     "gcc": "gcc",
     "ssh-keygen": "openssh-client",
     "dpkg-deb": "dpkg",
+    "gpgv": "gpgv",
 }
 
 # Extra packages the host wants that provide no single tool we probe for.
-HOST_EXTRA_PACKAGES = ["libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev"]
+HOST_EXTRA_PACKAGES = ["debian-archive-keyring", "libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev"]
 
 
 @dataclass(frozen=True)

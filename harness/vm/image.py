@@ -27,6 +27,7 @@ from harness.vm.kernel import Kernel
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = REPO_ROOT / "guest-images" / "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 ROOTFS_SIZE_SLACK = 1.6  # image size = used bytes * slack + 256 MiB of free room
 
 # Modules the initramfs loads, in order, before it can mount the rootfs (and their
@@ -118,6 +119,9 @@ def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force
         argv = prefix + [
             "env", f"PINHARNESS_RECIPE={recipe.path}",
             mmdebstrap, "--mode=root", "--variant=minbase", "--include=" + ",".join(recipe.packages),
+            # Debian's keyring named, so that neither the host's apt sources nor its trusted keys (an
+            # Ubuntu host has Ubuntu's) are used
+            "--keyring=" + os.environ.get("PINHARNESS_DEBIAN_KEYRING", DEBIAN_KEYRING),
             "--customize-hook=" + f'"{recipe.path}/customize.sh" "$1"',
             recipe.suite, str(tree), recipe.mirror,
         ]

@@ -13,12 +13,14 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from harness.errors import KernelError
+from harness.vm import debian
 from harness.vm.host import Paths, require_space, require_tool
 
 BZIMAGE_MAGIC_OFFSET = 0x202
@@ -26,8 +28,8 @@ BZIMAGE_VERSION_PTR = 0x20E
 ELF_MAGIC = b"\x7fELF"
 
 # The default kernels: the last Debian line that allows long-term pins of
-# ext4/xfs shared mappings (6.1) and one that refuses them (6.12, >= v6.5).
-DEFAULT_KERNELS = ("debian:6.1", "debian:6.12")
+# ext4/xfs shared mappings (6.1), one that refuses them (6.12, >= v6.5), and today's (sid).
+DEFAULT_KERNELS = ("debian:6.1", "debian:6.12", "debian:sid")
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,9 @@ def identify_image(path: Path) -> str:
 
 
 def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path] = None,
-               vmlinux: Optional[Path] = None) -> Kernel:
+               vmlinux: Optional[Path] = None, paths: Optional[Paths] = None) -> Kernel:
+    """A kernel image file. Its modules and config are found beside it when it sits in a
+    ``/usr/lib/modules/<release>/`` style directory (vmlinuz, config, kernel/...)."""
     path = Path(path).expanduser().resolve()
     kind = identify_image(path)
     if kind == "elf":
@@ -179,6 +183,8 @@ def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path
         vmlinux = vmlinux or path
     else:
         release = bzimage_release(path) or ""
+    if modules is None and _looks_like_modules_dir(path.parent):
+        modules = path.parent
     if modules is not None:
         modules = Path(modules).expanduser().resolve()
         if not modules.is_dir():
@@ -187,13 +193,42 @@ def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path
             subs = sorted((modules / "lib" / "modules").iterdir())
             modules = subs[0] if subs else modules
         release = release or modules.name
+        if not (modules / "modules.dep").exists():
+            modules = _depmod_copy(modules, release, paths)
     if config is None:
-        for cand in (path.parent / f"config-{release}", path.parent / ".config"):
+        for cand in (path.parent / f"config-{release}", path.parent / "config", path.parent / ".config"):
             if cand.exists():
                 config = cand
                 break
     return Kernel(name=_name_for(release or path.name, "image"), source=f"image:{path}", image=path,
                   release=release, modules_dir=modules, config_path=config, vmlinux=vmlinux)
+
+
+def _looks_like_modules_dir(d: Path) -> bool:
+    return (d / "kernel").is_dir() and any((d / f).exists() for f in ("modules.order", "modules.builtin", "modules.dep"))
+
+
+def _depmod_copy(modules: Path, release: str, paths: Optional[Paths]) -> Path:
+    """A copy of a modules directory that has no modules.dep (as Debian's 7.x packages ship them),
+    with depmod run on it; cached by the directory's path and time stamp."""
+    if paths is None:
+        raise KernelError(f"{modules} has no modules.dep: run `depmod -b <root> {release}` first")
+    st = modules.stat()
+    key = hashlib.sha256(f"{modules}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    root = paths.sub("image-modules") / f"{release}-{key}"
+    moddir = root / "lib" / "modules" / release
+    if (moddir / "modules.dep").exists():
+        return moddir
+    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=root.parent))
+    try:
+        (tmp / "lib" / "modules").mkdir(parents=True)
+        shutil.copytree(modules, tmp / "lib" / "modules" / release, symlinks=True)
+        depmod(tmp, release)
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return moddir
 
 
 # --------------------------------------------------------------------------- trees
@@ -250,75 +285,6 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
 
 # --------------------------------------------------------------------------- Debian
 
-# A Debian release line ("6.1", "6.12") -> the package-name regex of its generic amd64 flavour.
-DEBIAN_FLAVOUR = "amd64"
-
-
-def _debian_package_regex(line: str) -> re.Pattern:
-    esc = re.escape(line)
-    return re.compile(rf"^linux-image-({esc}(?:\.\d+)*(?:-\d+|\+deb\d+))-{DEBIAN_FLAVOUR}-unsigned$")
-
-
-def _apt_versions(packages: list[str]) -> dict[str, str]:
-    out = subprocess.run(["apt-cache", "show", "--no-all-versions", *packages],
-                         capture_output=True, text=True, timeout=120).stdout
-    versions: dict[str, str] = {}
-    pkg = None
-    for line in out.splitlines():
-        if line.startswith("Package: "):
-            pkg = line.split(": ", 1)[1]
-        elif line.startswith("Version: ") and pkg:
-            versions[pkg] = line.split(": ", 1)[1]
-    return versions
-
-
-def _dpkg_cmp(a: str, b: str) -> int:
-    if a == b:
-        return 0
-    lt = subprocess.run(["dpkg", "--compare-versions", a, "lt", b], timeout=30).returncode == 0
-    return -1 if lt else 1
-
-
-def resolve_debian_package(line: str) -> tuple[str, str]:
-    """("linux-image-6.1.0-56-amd64-unsigned", "6.1.0-56-amd64") for line "6.1"."""
-    require_tool("apt-cache")
-    if re.fullmatch(r"\d+\.\d+(\.\d+)*(-\d+|\+deb\d+)-" + DEBIAN_FLAVOUR, line):
-        pkg = f"linux-image-{line}-unsigned"  # an exact release
-        if not _apt_versions([pkg]):
-            raise KernelError(f"Debian has no package {pkg}: check the release, or run `apt-get update`")
-        return pkg, line
-    if not re.fullmatch(r"\d+\.\d+", line):
-        raise KernelError(f"debian:{line} is not a kernel line: use e.g. debian:6.1, debian:6.12 "
-                          f"or an exact release such as debian:6.1.0-56-amd64")
-    names = subprocess.run(["apt-cache", "pkgnames", f"linux-image-{line}"],
-                           capture_output=True, text=True, timeout=120).stdout.split()
-    rx = _debian_package_regex(line)
-    cands = [n for n in names if rx.match(n)]
-    if not cands:
-        raise KernelError(
-            f"Debian has no linux-image for {line} ({DEBIAN_FLAVOUR}) in apt's lists: "
-            "run `apt-get update` (or `python -m harness setup`), or pick another line (debian:6.1, debian:6.12)")
-    versions = _apt_versions(cands)
-    best = max(versions, key=functools.cmp_to_key(lambda a, b: _dpkg_cmp(versions[a], versions[b])))
-    return best, rx.match(best).group(1) + "-" + DEBIAN_FLAVOUR
-
-
-def apt_download(package: str, dest: Path, timeout: float = 1800) -> Path:
-    """Download one .deb into dest (cached); returns its path."""
-    dest.mkdir(parents=True, exist_ok=True)
-    have = sorted(dest.glob(f"{package}_*.deb"))
-    if have:
-        return have[-1]
-    require_space(dest, 2 << 30, f"downloading {package}")
-    proc = subprocess.run(["apt-get", "download", package], cwd=dest, capture_output=True, text=True,
-                          timeout=timeout)
-    got = sorted(dest.glob(f"{package}_*.deb"))
-    if proc.returncode != 0 or not got:
-        msg = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise KernelError(f"apt-get download {package} failed: {msg}; check network/apt sources")
-    return got[-1]
-
-
 def depmod(root: Path, release: str) -> None:
     depmod_bin = require_tool("depmod")
     proc = subprocess.run([depmod_bin, "-b", str(root), release], capture_output=True, text=True, timeout=600)
@@ -326,52 +292,95 @@ def depmod(root: Path, release: str) -> None:
         raise KernelError(f"depmod failed for {release}: {proc.stderr.strip()[:200]}")
 
 
-def from_debian(line: str, paths: Paths, log=print) -> Kernel:
-    """debian:6.1 / debian:6.12: the newest generic amd64 kernel of that line, cached."""
+def _debian_files(root: Path, dk: debian.DebianKernel) -> tuple[Path, Path, Path]:
+    """(image, config, modules dir) of an unpacked Debian kernel of either packaging."""
+    moddir = root / "lib" / "modules" / dk.release
+    if dk.layout == "split":  # linux-binary-unsigned ships vmlinuz.unsigned, linux-binary vmlinuz
+        image = next((p for p in (moddir / "vmlinuz", moddir / "vmlinuz.unsigned") if p.exists()), moddir / "vmlinuz")
+        return image, moddir / "config", moddir
+    return root / "boot" / f"vmlinuz-{dk.release}", root / "boot" / f"config-{dk.release}", moddir
+
+
+def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log) -> None:
+    """The kernel's .debs unpacked into ``root`` (a fresh directory renamed into place when complete)."""
+    debs = []
+    for deb in dk.debs:
+        last = [-1]
+
+        def progress(done: int, total: int, name=deb.package) -> None:
+            step = done * 10 // total if total else 0
+            if step != last[0] and total > (8 << 20):
+                last[0] = step
+                log(f"pinharness: downloading {name}: {done >> 20}/{total >> 20} MiB")
+        debs.append(debian.fetch_deb(deb, paths, progress=progress))
+    require_space(root.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
+    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=root.parent))
+    try:
+        for deb in debs:
+            log(f"pinharness: unpacking {deb.name}")
+            proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)],
+                                  capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                deb.unlink(missing_ok=True)  # a broken .deb is fetched again next time
+                raise KernelError(f"dpkg-deb -x {deb.name} failed ({proc.stderr.strip()[-200:]}); "
+                                  "it was removed from the cache, run again to fetch it anew")
+        if not (tmp / "lib" / "modules").exists() and (tmp / "usr" / "lib" / "modules").is_dir():
+            (tmp / "lib").mkdir(exist_ok=True)
+            (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
+        image, config, moddir = _debian_files(tmp, dk)
+        if not image.exists() or not moddir.is_dir():
+            raise KernelError(f"the packages of {dk.release} hold no {image.relative_to(tmp)}: "
+                              f"an unknown packaging ({', '.join(d.package for d in dk.debs)})")
+        depmod(tmp, dk.release)
+        (tmp / ".pinharness-ok").write_text(json.dumps({"release": dk.release, "version": dk.version,
+                                                         "layout": dk.layout, "suite": dk.suite}))
+        try:
+            tmp.rename(root)
+        except OSError:  # another process finished the same kernel first: keep its copy
+            if not (root / ".pinharness-ok").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False) -> Kernel:
+    """debian:6.1, debian:7.2, debian:sid, debian:6.1.0-57-amd64: from Debian's signed indexes, cached."""
     cache = paths.sub("debian")
     try:
-        package, release = resolve_debian_package(line)
-    except KernelError:
-        cached = _cached_debian(cache, line)
+        dk = debian.resolve(spec, debian.Index(paths, refresh=refresh, log=log))
+    except KernelError as exc:
+        cached = _cached_debian(cache, spec)
         if cached is None:
             raise
-        package, release = cached
-        log(f"pinharness: apt lookup failed, using cached {package}")
-    root = cache / package
-    stamp = root / ".pinharness-ok"
-    if not stamp.exists():
-        deb = apt_download(package, paths.sub("debs"))
-        log(f"pinharness: unpacking {deb.name}")
-        tmp = cache / (package + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)], check=True, timeout=900)
-        moddir = tmp / "lib" / "modules" / release
-        if not moddir.is_dir():  # usrmerge layouts
-            moddir = tmp / "usr" / "lib" / "modules" / release
-            if moddir.is_dir():
-                (tmp / "lib").mkdir(exist_ok=True)
-                (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
-        depmod(tmp, release)
-        (tmp / ".pinharness-ok").write_text(json.dumps({"package": package, "release": release, "line": line}))
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    dbg = debian_dbg_dir(paths, release)
+        dk = cached
+        log(f"pinharness: note: Debian's index cannot be read ({exc}); using the cached {dk.release}")
+    root = cache / f"{dk.release}_{dk.version}"
+    if not (root / ".pinharness-ok").exists():
+        shutil.rmtree(root, ignore_errors=True)  # an unfinished unpack of an older harness
+        _unpack_debian(dk, root, paths, log)
+    (cache / f"spec-{spec}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
+    image, config, moddir = _debian_files(root, dk)
+    dbg = debian_dbg_dir(paths, dk.release)
     has_dbg = (dbg / "vmlinux").exists()
-    return Kernel(name=f"debian-{line if re.fullmatch(r'[0-9.]+', line) else release}",
-                  source=f"debian:{line}", image=root / "boot" / f"vmlinuz-{release}", release=release,
-                  modules_dir=root / "lib" / "modules" / release, config_path=root / "boot" / f"config-{release}",
-                  vmlinux=dbg / "vmlinux" if has_dbg else None,
+    return Kernel(name=f"debian-{spec if re.fullmatch(r'[a-z0-9.]+', spec) else dk.release}",
+                  source=f"debian:{spec}", image=image, release=dk.release, modules_dir=moddir,
+                  config_path=config, vmlinux=dbg / "vmlinux" if has_dbg else None,
                   debug_modules_dir=dbg / "modules" if has_dbg and (dbg / "modules").is_dir() else None,
-                  extra={"package": package})
+                  extra={"package": dk.debs[0].package, "debian_version": dk.version, "suite": dk.suite,
+                         "dbg": asdict(dk.dbg) if dk.dbg else None})
 
 
-def _cached_debian(cache: Path, line: str) -> Optional[tuple[str, str]]:
-    found = []
-    for stamp in cache.glob("*/.pinharness-ok"):
-        meta = json.loads(stamp.read_text())
-        if meta.get("line") == line:
-            found.append((meta["package"], meta["release"]))
-    return sorted(found)[-1] if found else None
+def _cached_debian(cache: Path, spec: str) -> Optional[debian.DebianKernel]:
+    """The kernel that ``spec`` named when it was last resolved, if it is still unpacked."""
+    meta_file = cache / f"spec-{spec}.json"
+    if not meta_file.exists():
+        return None
+    meta = json.loads(meta_file.read_text())
+    if not (cache / meta["dir"] / ".pinharness-ok").exists():
+        return None
+    debs = tuple(debian.Deb(**d) for d in meta["debs"])
+    dbg = debian.Deb(**meta["dbg"]) if meta.get("dbg") else None
+    return debian.DebianKernel(meta["release"], meta["version"], meta["suite"], meta["layout"], debs, dbg)
 
 
 # Module directories whose debug .ko files are extracted with the -dbg vmlinux: the
@@ -391,29 +400,38 @@ def debian_dbg(kernel: Kernel, paths: Paths, log=print) -> tuple[Path, Path]:
     vmlinux, modules = out / "vmlinux", out / "modules"
     if vmlinux.exists():
         return vmlinux, modules
-    package = f"linux-image-{kernel.release}-dbg"
-    require_space(paths.cache, 8 << 30, f"the {package} package")
-    deb = apt_download(package, paths.sub("debs"), timeout=3600)
+    meta = (kernel.extra or {}).get("dbg")
+    if not meta:
+        raise KernelError(f"Debian's index lists no linux-image-{kernel.release}-dbg: "
+                          "symbolized reports need a Debian kernel that has one (or --vmlinux)")
+    dbg = debian.Deb(**meta)
+    require_space(paths.cache, dbg.size * 6, f"the {dbg.package} package")
+    deb = debian.fetch_deb(dbg, paths, progress=lambda done, total: None)
     log(f"pinharness: extracting vmlinux and {len(DBG_MODULE_DIRS)} module directories from {deb.name}")
-    tmp = out.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    prefix = f"./usr/lib/debug/lib/modules/{kernel.release}/"
-    members = [f"./usr/lib/debug/boot/vmlinux-{kernel.release}"] + [prefix + d for d in DBG_MODULE_DIRS]
-    fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    tar = subprocess.run(["tar", "-x", "-C", str(tmp), "--ignore-failed-read", *members], stdin=fsys.stdout,
-                         capture_output=True, text=True, timeout=3600)
-    fsys.wait(timeout=60)
-    got = tmp / members[0]
-    if not got.exists():
-        raise KernelError(f"{deb.name} holds no {members[0]}: {tar.stderr.strip()[-200:]}")
-    got.rename(tmp / "vmlinux")
-    mods = tmp / prefix
-    (mods if mods.is_dir() else tmp / "modules-missing").rename(tmp / "modules")
-    shutil.rmtree(tmp / "usr", ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    deb.unlink()  # 860 MB we no longer need
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
+    try:
+        # both packagings: vmlinux in usr/lib/debug/boot/ (6.x) or beside the modules (7.x)
+        rel = kernel.release
+        patterns = [f"*/debug/boot/vmlinux-{rel}", f"*/debug/*lib/modules/{rel}/vmlinux"]
+        patterns += [f"*/debug/*lib/modules/{rel}/{d}/*" for d in DBG_MODULE_DIRS]
+        fsys = subprocess.Popen([require_tool("dpkg-deb"), "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "-C", str(tmp), "--wildcards", "--ignore-failed-read", *patterns],
+                             stdin=fsys.stdout, capture_output=True, text=True, timeout=3600)
+        fsys.wait(timeout=60)
+        found = [p for p in tmp.rglob("vmlinux*") if p.is_file()]
+        if not found:
+            raise KernelError(f"{deb.name} holds no vmlinux: {tar.stderr.strip()[-200:]}")
+        found[0].rename(tmp / "vmlinux")
+        mods = [p for p in tmp.rglob(rel) if p.is_dir() and p.parent.name == "modules"]
+        if mods:
+            mods[0].rename(tmp / "modules")
+        shutil.rmtree(tmp / "usr", ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    deb.unlink()  # ~1 GB we no longer need
     return out / "vmlinux", out / "modules"
 
 
@@ -423,13 +441,13 @@ def _name_for(release: str, prefix: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9._+-]', '_', release)}"
 
 
-def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print) -> Kernel:
-    """'debian:6.1' | 'tree:PATH' | a path to a bzImage/vmlinux."""
+def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False) -> Kernel:
+    """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux (with --modules)."""
     if spec.startswith("debian:"):
-        return from_debian(spec.split(":", 1)[1], paths, log=log)
+        return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh)
     if spec.startswith("tree:"):
         return from_tree(Path(spec.split(":", 1)[1]), paths, log=log)
     path = Path(spec.split(":", 1)[1] if spec.startswith("image:") else spec)
     if path.is_dir():
         return from_tree(path, paths, log=log)
-    return from_image(path, modules=modules)
+    return from_image(path, modules=modules, paths=paths)

@@ -62,20 +62,6 @@ def test_parse_config():
     assert cfg == {"CONFIG_A": "y", "CONFIG_B": "m", "CONFIG_C": "n", "CONFIG_S": "x y", "CONFIG_N": "5"}
 
 
-def test_debian_package_regex_separates_lines():
-    rx61, rx612 = k._debian_package_regex("6.1"), k._debian_package_regex("6.12")
-    assert rx61.match("linux-image-6.1.0-56-amd64-unsigned").group(1) == "6.1.0-56"
-    assert not rx61.match("linux-image-6.12.117+deb12-amd64-unsigned")
-    assert not rx61.match("linux-image-6.1.0-56-cloud-amd64-unsigned")
-    assert rx612.match("linux-image-6.12.117+deb12-amd64-unsigned").group(1) == "6.12.117+deb12"
-    assert not rx612.match("linux-image-6.12.117+deb12-rt-amd64-unsigned")
-
-
-def test_bad_debian_spec_is_one_line_error(tmp_path):
-    with pytest.raises(KernelError, match="not a kernel line"):
-        k.resolve_debian_package("bookworm")
-
-
 def test_ikconfig_from_elf(tmp_path):
     import gzip
     blob = b"\x00" * 100 + b"IKCFG_ST" + gzip.compress(b"CONFIG_IKCONFIG=y\n") + b"IKCFG_ED" + b"\x00" * 10
