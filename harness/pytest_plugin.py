@@ -28,6 +28,7 @@ from typing import Optional
 
 import pytest
 
+from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
 from harness.errors import HarnessError, VMError
 from harness.vm.host import Paths
@@ -118,7 +119,7 @@ class PinSession:
             target = spec
             if spec.startswith("tree:") and self.config.getoption("--build"):
                 target = f"tree:{self.build_tree(Path(spec[len('tree:'):]))}"
-            self.kernels[spec] = kernel_mod.resolve(target, self.paths, modules=Path(modules) if modules else None)
+            self.kernels[spec] = debian_src.resolve_spec(target, self.paths, modules=Path(modules) if modules else None)
         return self.kernels[spec]
 
     def build_tree(self, tree: Path) -> Path:

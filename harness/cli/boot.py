@@ -6,6 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
 from harness.vm.host import Paths
 from harness.vm.image import build_rootfs, make_scratch_disk
@@ -14,7 +15,7 @@ from harness.vm.vm import VM, VMOptions
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default=kernel_mod.DEFAULT_KERNELS[0], metavar="SPEC",
-                   help="debian:LINE | debian:SUITE (sid, trixie...) | debian:RELEASE | bzImage/vmlinux path | "
+                   help="debian:LINE | debian:SUITE (sid, trixie...) | debian:RELEASE | debian-src:LINE | bzImage/vmlinux path | "
                         "tree:PATH (default: %(default)s)")
     p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image")
     p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
-    k = kernel_mod.resolve(args.kernel, paths, modules=args.modules, refresh=args.refresh)
+    k = debian_src.resolve_spec(args.kernel, paths, modules=args.modules, refresh=args.refresh)
     image = build_rootfs(paths)
     workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
 from harness.results import model as results_mod
 from harness.results.compare import compare
@@ -27,7 +28,8 @@ def _csv(value: str) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", action="append", default=[], metavar="SPEC",
                    help="kernel (repeatable): debian:LINE (6.1, 6.12, 7.2), debian:SUITE (bookworm, trixie, "
-                        "sid, experimental), debian:RELEASE, a bzImage/vmlinux path, tree:PATH "
+                        "sid, experimental), debian:RELEASE, debian-src:LINE (Debian's linux-source built base+pins), "
+                        "a bzImage/vmlinux path, tree:PATH "
                         f"(default: {', '.join(kernel_mod.DEFAULT_KERNELS)})")
     p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image path")
     p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
     image = build_rootfs(paths)
-    kernels = {s: kernel_mod.resolve(s, paths, modules=args.modules, refresh=args.refresh) for s in specs}
+    kernels = {s: debian_src.resolve_spec(s, paths, modules=args.modules, refresh=args.refresh) for s in specs}
     accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
     print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
     t0 = time.monotonic()

@@ -73,7 +73,9 @@ PACKAGE_ROLES = (
     ("base", re.compile(rf"linux-base-(?P<rel>{RELEASE_RE.pattern})")),
     ("dbg", re.compile(rf"linux-image-(?P<rel>{RELEASE_RE.pattern})-dbg")),
 )
-KEEP_PACKAGE = re.compile(r"^Package: linux-(?:image|binary-unsigned|modules|base)-\d", re.M)
+KEEP_PACKAGE = re.compile(r"^Package: linux-(?:image|binary-unsigned|modules|base|source)-\d", re.M)
+SOURCE_RE = re.compile(r"linux-source-(?P<line>\d+\.\d+)")
+INDEX_FORMAT = 2  # bump when the cached JSON changes shape: older files are fetched anew
 STANZA_FIELDS = ("Package", "Version", "Filename", "Size", "SHA256")
 
 
@@ -196,6 +198,12 @@ def kernels_of(stanzas: list[dict[str, str]], suite: Suite) -> list[DebianKernel
     return kernels
 
 
+def sources_of(stanzas: list[dict[str, str]], suite: Suite) -> list[Deb]:
+    """The linux-source-X.Y packages of a suite (the kernel tree as a tarball)."""
+    return [Deb(st["Package"], st["Version"], st["Filename"], int(st["Size"]), st["SHA256"], suite.archive)
+            for st in stanzas if SOURCE_RE.fullmatch(st["Package"])]
+
+
 def release_hashes(inrelease: str) -> dict[str, tuple[str, int]]:
     """path -> (sha256, size) from a Release file's SHA256 section."""
     out: dict[str, tuple[str, int]] = {}
@@ -282,8 +290,18 @@ class Index:
     log: Callable[[str], None] = print
 
     def suite_kernels(self, suite: Suite) -> list[DebianKernel]:
+        data = self._suite_data(suite)
+        return [DebianKernel(k["release"], k["version"], k["suite"], k["layout"],
+                             tuple(Deb(**d) for d in k["debs"]), Deb(**k["dbg"]) if k.get("dbg") else None)
+                for k in data["kernels"]]
+
+    def suite_sources(self, suite: Suite) -> list[Deb]:
+        return [Deb(**d) for d in self._suite_data(suite)["sources"]]
+
+    def _suite_data(self, suite: Suite) -> dict:
         cache = self.paths.sub("debian-index") / f"{suite.name}.json"
-        fresh = cache.exists() and time.time() - cache.stat().st_mtime < INDEX_TTL
+        fresh = (cache.exists() and time.time() - cache.stat().st_mtime < INDEX_TTL
+                 and json.loads(cache.read_text()).get("format") == INDEX_FORMAT)
         if not fresh or self.refresh:
             try:
                 self._fetch(suite, cache)
@@ -292,9 +310,8 @@ class Index:
                     raise
                 self.log(f"pinharness: note: cannot refresh Debian's {suite.name} index ({exc}); using the cached one")
         data = json.loads(cache.read_text())
-        return [DebianKernel(k["release"], k["version"], k["suite"], k["layout"],
-                             tuple(Deb(**d) for d in k["debs"]), Deb(**k["dbg"]) if k.get("dbg") else None)
-                for k in data["kernels"]]
+        data.setdefault("sources", [])
+        return data
 
     def _fetch(self, suite: Suite, cache: Path) -> None:
         base = f"{_archive_url(suite.archive)}/dists/{suite.name}"
@@ -308,9 +325,11 @@ class Index:
             sha, size = hashes[rel_path]
             xz = download(f"{base}/{rel_path}", Path(tmpd) / "Packages.xz", sha256=sha, size=size)
             text = lzma.decompress(xz.read_bytes()).decode("utf-8", errors="replace")
-        kernels = kernels_of(parse_stanzas(text), suite)
+        stanzas = parse_stanzas(text)
+        kernels, sources = kernels_of(stanzas, suite), sources_of(stanzas, suite)
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"suite": suite.name, "kernels": [asdict(k) for k in kernels]}))
+        tmp.write_text(json.dumps({"format": INDEX_FORMAT, "suite": suite.name,
+                                   "kernels": [asdict(k) for k in kernels], "sources": [asdict(s) for s in sources]}))
         tmp.replace(cache)
 
     def kernels(self, suites: Iterable[Suite]) -> list[DebianKernel]:
@@ -344,6 +363,18 @@ def resolve(spec: str, index: Index) -> DebianKernel:
     raise KernelError(f"debian:{spec} is not a Debian kernel line, suite or release: use a line "
                       f"({', '.join(_lines(index))}), a suite ({', '.join(groups())}) or a release such as "
                       "debian:6.1.0-57-amd64")
+
+
+def resolve_source(line: str, index: Index) -> Deb:
+    """debian-src:<line>: the newest linux-source-<line> package in any suite."""
+    if not re.fullmatch(r"\d+\.\d+", line):
+        raise KernelError(f"debian-src:{line} is not a kernel line: use e.g. debian-src:7.2")
+    found = [d for s in SUITES for d in index.suite_sources(s) if d.package == f"linux-source-{line}"]
+    if not found:
+        have = sorted({d.package.rsplit("-", 1)[1] for s in SUITES for d in index.suite_sources(s)},
+                      key=lambda v: tuple(int(x) for x in v.split(".")))
+        raise KernelError(f"Debian has no linux-source-{line}: lines with sources are {', '.join(have)}")
+    return max(found, key=functools.cmp_to_key(lambda a, b: compare_versions(a.version, b.version)))
 
 
 def _lines(index: Index) -> list[str]:

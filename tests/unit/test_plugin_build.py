@@ -21,7 +21,7 @@ class Options:
 def test_build_option_builds_the_tree_into_its_stable_out_dir(tmp_path, monkeypatch):
     built, resolved = [], []
     monkeypatch.setattr(build_mod, "build", lambda req, log: built.append(req) or SimpleNamespace(out=req.out))
-    monkeypatch.setattr(kernel_mod, "resolve", lambda spec, paths, modules=None: resolved.append(spec) or spec)
+    monkeypatch.setattr(kernel_mod, "resolve", lambda spec, paths, modules=None, **kw: resolved.append(spec) or spec)
     sess = PinSession(Options(**{"--build": True, "--build-config": "base,pins,debug"}), paths=Paths(tmp_path))
     assert sess.kernel("tree:/src/linux") == resolved[0]
     want_out = build_mod.default_out(Path("/src/linux"), ("base", "pins", "debug"), Paths(tmp_path))
@@ -35,5 +35,5 @@ def test_build_option_builds_the_tree_into_its_stable_out_dir(tmp_path, monkeypa
 
 def test_without_build_the_tree_is_used_as_given(tmp_path, monkeypatch):
     monkeypatch.setattr(build_mod, "build", lambda req, log: (_ for _ in ()).throw(AssertionError("built")))
-    monkeypatch.setattr(kernel_mod, "resolve", lambda spec, paths, modules=None: spec)
+    monkeypatch.setattr(kernel_mod, "resolve", lambda spec, paths, modules=None, **kw: spec)
     assert PinSession(Options(), paths=Paths(tmp_path)).kernel("tree:/o") == "tree:/o"

@@ -158,3 +158,28 @@ def test_bad_signature_is_refused(tmp_path):
                  "-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n-----END PGP SIGNATURE-----\n")
     with pytest.raises(KernelError, match="failed its signature check"):
         debian.verify_signature(f)
+
+
+def test_linux_source_packages_are_kept_and_resolved():
+    text = PACKAGES + "\n" + stanza("linux-source-7.2", "7.2.13-1") + "\n" + stanza("linux-source-6.1", "6.1.192-3")
+    srcs = debian.sources_of(debian.parse_stanzas(text), SUITE)
+    assert [s.package for s in srcs] == ["linux-source-7.2", "linux-source-6.1"]
+
+    class SrcIndex:
+        def suite_sources(self, suite):
+            return srcs if suite.name == "sid" else []
+    assert debian.resolve_source("7.2", SrcIndex()).version == "7.2.13-1"
+    with pytest.raises(KernelError, match="no linux-source-5.10: lines with sources are 6.1, 7.2"):
+        debian.resolve_source("5.10", SrcIndex())
+    with pytest.raises(KernelError, match="not a kernel line"):
+        debian.resolve_source("sid", SrcIndex())
+
+
+def test_debian_src_spec_builds_and_other_specs_pass_through(tmp_path, monkeypatch):
+    from harness.kbuild import debian_src
+    calls = []
+    monkeypatch.setattr(debian_src, "build_source", lambda line, paths, log, refresh: calls.append(line) or line)
+    monkeypatch.setattr(kernel_mod, "resolve", lambda spec, paths, **kw: calls.append(spec) or spec)
+    assert debian_src.resolve_spec("debian-src:7.2", Paths(tmp_path)) == "7.2"
+    assert debian_src.resolve_spec("debian:sid", Paths(tmp_path)) == "debian:sid"
+    assert calls == ["7.2", "debian:sid"]
