@@ -111,6 +111,12 @@ def install_packages(packages: list[str], log=print, timeout: float = 1800) -> N
     )
 
 
+def installed_packages(dpkg_query: str) -> set[str]:
+    """Packages whose `dpkg-query -W -f '${Package} ${Status}'` status is "install ok installed"
+    (not "unknown ok not-installed", which also ends in "installed")."""
+    return {line.split()[0] for line in dpkg_query.splitlines() if line.split()[1:] == ["install", "ok", "installed"]}
+
+
 def setup(log=print, extra: bool = True) -> list[str]:
     """Install every missing host package; return what was installed."""
     if sys.platform != "linux":
@@ -122,7 +128,7 @@ def setup(log=print, extra: bool = True) -> list[str]:
     if extra:
         have = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *HOST_EXTRA_PACKAGES],
                               capture_output=True, text=True, timeout=60).stdout
-        installed = {line.split()[0] for line in have.splitlines() if line.endswith("installed")}
+        installed = installed_packages(have)
         want += [p for p in HOST_EXTRA_PACKAGES if p not in installed]
     try:
         install_packages(want, log=log)

@@ -252,3 +252,11 @@ def test_real_61_tree_base_pins_config(tmp_path):
         "CONFIG_IOMMUFD_TEST": "not in this tree (no `config IOMMUFD_TEST` in its Kconfig files)",
     }
     assert not (REAL_TREE / ".config").exists()
+
+
+def test_a_failed_make_is_named_by_its_cause_not_by_makes_last_line():
+    out = ("make[1]: Entering directory '/x'\n/bin/sh: 1: flex: not found\n"
+           "make[5]: *** [/x/scripts/Makefile.host:9: scripts/kconfig/lexer.lex.c] Error 127\n"
+           "make: Leaving directory '/x'\n")
+    assert B.first_error(out) == "/bin/sh: 1: flex: not found"
+    assert B.first_error("just one line\n") == "just one line"
