@@ -46,8 +46,8 @@ class Cell:
 class CellResult:
     cell: Cell
     release: str = ""
-    status: str = "NOT-RUN"  # verdict status, SKIP or ERROR
-    ok: bool = False
+    status: str = "NOT-RUN"  # verdict status, SKIP, ERROR, or FLAKY (confirm.py)
+    ok: bool = False  # the verdict does not fail the run (EXPECTED, KNOWN-BUG, FLAKY)
     outcome: str = ""
     kind: str = ""
     titles: list = field(default_factory=list)
@@ -63,11 +63,21 @@ class CellResult:
     accel: str = ""
     artifacts: str = ""
     run: dict = field(default_factory=dict)
+    # confirmation (confirm.py): how often the cell ran, how many runs showed the first run's verdict,
+    # and every run (first first) when it ran more than once; the fields above are the first run's
+    runs: int = 1
+    reproduced: int = 1
+    attempts: list["CellResult"] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cell"] = {**asdict(self.cell), "id": self.cell.id, "stressors": list(self.cell.stressors)}
+        d["attempts"] = [a.attempt_dict() for a in self.attempts]
         return d
+
+    def attempt_dict(self) -> dict:
+        """One run of a confirmed cell, as kept in its ``attempts`` (the cell is the parent's)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("cell", "attempts", "runs", "reproduced")}
 
 
 def cells(kernels: Sequence[str], workloads: Sequence[str], fss: Sequence[str],
