@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from harness.crash import console
 from harness.pins import oracle
@@ -92,6 +92,37 @@ def cells(kernels: Sequence[str], workloads: Sequence[str], fss: Sequence[str],
                 for st in (stressors or ["+".join(WORKLOADS[w].default_stressors)]):
                     out.append(Cell(k, w, fs, stressors_mod.parse(st)))
     return out
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A cell its kernel cannot run: the workload needs options the kernel's config lacks."""
+
+    cell: Cell
+    missing: tuple[str, ...]  # CONFIG_ names
+
+
+def split_runnable(matrix: Sequence[Cell], kernels: Mapping[str, Kernel]) -> tuple[list[Cell], list[LeftOut]]:
+    """The cells whose kernel can run them, and the others, decided before any boot from the
+    kernel's config; a kernel whose config is unknown keeps all its cells (run_cell decides)."""
+    keep: list[Cell] = []
+    left: list[LeftOut] = []
+    for c in matrix:
+        kernel = kernels[c.kernel]
+        missing = tuple(kernel.missing_config(*WORKLOADS[c.workload].kconfig)) if kernel.config else ()
+        if missing:
+            left.append(LeftOut(c, missing))
+        else:
+            keep.append(c)
+    return keep, left
+
+
+def needs(left: Sequence[LeftOut]) -> dict[str, list[str]]:
+    """Workload -> the options it needs that some kernel lacked (in first-seen order)."""
+    out: dict[str, dict[str, None]] = {}
+    for lo in left:
+        out.setdefault(lo.cell.workload, {}).update(dict.fromkeys(lo.missing))
+    return {w: list(opts) for w, opts in out.items()}
 
 
 def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifacts: Path,
