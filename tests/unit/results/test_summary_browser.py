@@ -1,6 +1,6 @@
 """The HTML page in a real headless browser: it renders, and to far more than a blank page.
 
-Needs Debian's `chromium` (apt-get install chromium); skipped with that reason when absent.
+Needs Debian's `chromium` (apt-get install chromium; .ci/run installs it); skipped with that reason when absent.
 The screenshot is kept at <tmp>/summary.png for a human to look at (pytest --basetemp=DIR).
 """
 import shutil
@@ -20,7 +20,7 @@ def _browser():
     for name in BROWSERS:
         if shutil.which(name):
             return shutil.which(name)
-    pytest.skip("no headless browser: apt-get install chromium (not needed by CI)")
+    pytest.skip("no headless browser: apt-get install chromium (.ci/run installs it)")
 
 
 def screenshot(browser, page, png, profile):
