@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     def one(i: int, cell: Cell) -> CellResult:
         tag = f"[{i}/{len(matrix)}]"
         progress.log(f"{tag} {cell.id} ...")
+        started = time.monotonic()
 
         def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
             return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}", accel,
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
         res = confirm(attempt(1), attempt, policy, log=lambda s: progress.log(f"{tag} {s}"))
         seconds = sum(a.seconds for a in res.attempts) or res.seconds
-        progress.cell_done(seconds, ran=res.status != "SKIP")
+        progress.cell_done(time.monotonic() - started, ran=res.status != "SKIP")  # wall time: what the ETA needs
         progress.log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
                      f"({seconds:.0f}s){progress.eta_text()}")
         return res
