@@ -81,10 +81,9 @@ def left_out_line(left: Sequence[LeftOut]) -> str:
             "--all lists them as SKIP")
 
 
-def select_cells(args: argparse.Namespace, specs: list[str], kernels: dict, progress: Progress) -> list[Cell]:
-    """The matrix to run: the requested cells, without those the kernels cannot run (unless --all,
+def select_cells(args: argparse.Namespace, matrix: list[Cell], kernels: dict, progress: Progress) -> list[Cell]:
+    """The cells to run: the requested ones without those the kernels cannot run (unless --all,
     or the workload was named), then this runner's shard."""
-    matrix = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
     if not args.all:
         _, left = split_runnable(matrix, kernels)
         left = [lo for lo in left if lo.cell.workload not in (args.workload or ())]
@@ -113,15 +112,22 @@ def confirm_policy(args: argparse.Namespace) -> ConfirmPolicy:
     return ConfirmPolicy(args.confirm, args.confirm if args.confirm_known is None else args.confirm_known)
 
 
+def resolve_kernels(args: argparse.Namespace, specs: list[str], paths: Paths, progress: Progress) -> dict:
+    """Every kernel, downloaded and unpacked when needed, before any cell is chosen or run. A
+    download reports through ``progress.download(spec)``: a ``progress(done_bytes, total_bytes)``."""
+    return {s: debian_src.resolve_spec(s, paths, modules=args.modules, log=progress.log, refresh=args.refresh)
+            for s in specs}
+
+
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     progress = Progress(jobs=max(1, args.jobs))
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
-    kernels = {s: debian_src.resolve_spec(s, paths, modules=args.modules, log=progress.log, refresh=args.refresh)
-               for s in specs}
-    matrix = select_cells(args, specs, kernels, progress)
-    progress.total = len(matrix)
+    requested = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
     previous = results_mod.load(args.previous) if args.previous else None
+    kernels = resolve_kernels(args, specs, paths, progress)  # after the checks of the arguments: downloads take time
+    matrix = select_cells(args, requested, kernels, progress)
+    progress.total = len(matrix)
     out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     progress.log(f"pinharness: {len(matrix)} cells -> {out}")
