@@ -307,15 +307,16 @@ def xml_text(s: str) -> str:
 
 def _junit_reruns(tc: ET.Element, r: CellResult, kind: Optional[str]) -> None:
     """The confirmation runs, as Maven Surefire's rerun elements (Jenkins and others read them):
-    a FLAKY cell passes with a ``flakyFailure`` per surprising run; a reproduced failure carries
-    a ``rerunFailure`` per re-run that failed too."""
+    a FLAKY cell passes with a ``flakyFailure``/``flakyError`` per surprising run; a reproduced
+    failure or error carries a ``rerunFailure``/``rerunError`` per re-run that failed too."""
     if kind is None and r.status == confirm.FLAKY:
-        surprising, tag = [a for a in r.attempts if not a.ok], "flakyFailure"
-    elif kind == "failure":
-        surprising, tag = [a for a in r.attempts[1:] if not a.ok], "rerunFailure"
+        surprising, prefix = [a for a in r.attempts if not a.ok], "flaky"
+    elif kind in ("failure", "error"):
+        surprising, prefix = [a for a in r.attempts[1:] if not a.ok], "rerun"
     else:
         return
     for a in surprising:
+        tag = prefix + ("Error" if JUNIT_STATUS.get(a.status) == "error" else "Failure")
         el = ET.SubElement(tc, tag, message=xml_text(f"{a.status}: {headline(a)}"[:500]), type=a.status)
         el.text = xml_text(f"{a.outcome or a.detail}\nartifacts: {a.artifacts}")
 

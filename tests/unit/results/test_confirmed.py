@@ -138,3 +138,15 @@ def test_short_titles():
     long = "BUG: unable to handle page fault for address: ffff8880deadbeef"
     assert results.short_title(long) == long[:results.SHORT_TITLE_MAX - 1] + "…"
     assert results.short_title("kernel panic") == "kernel panic"
+
+
+def test_junit_errors_rerun_as_errors(tmp_path):
+    run = _run(tmp_path)
+    flaky = next(r for r in run.cells if r.cell.id == FLAKY)
+    flaky.attempts[0] = replace(flaky.attempts[0], status="ERROR", ok=False, outcome="", detail="BootTimeout: 300 s")
+    err = replace(flaky, status="ERROR", ok=False, reproduced=3,
+                  attempts=[replace(a, status="ERROR", ok=False) for a in flaky.attempts])
+    suite = ET.parse(results.write_junit([flaky, err], tmp_path / "junit.xml")).getroot()
+    first, second = suite.iter("testcase")
+    assert [e.tag for e in first if e.tag != "system-out"] == ["flakyError"]
+    assert [e.tag for e in second if e.tag != "system-out"] == ["error", "rerunError", "rerunError"]
