@@ -93,18 +93,23 @@ def build(run: RunResults, previous: Optional[RunResults] = None) -> Summary:
     return Summary(run, kernels, columns, slots, cmp, previous, changes)
 
 
-def short_outcome(r: CellResult) -> str:
-    """The outcome without the titles (they are listed, and linked, separately); '' when that
-    would only repeat the verdict (a CRASH cell's outcome is CRASH(title))."""
+def _without_titles(r: CellResult) -> str:
     text = r.outcome
     for t in r.titles:
         text = text.replace(f"({t})", "")
+    return text
+
+
+def short_outcome(r: CellResult) -> str:
+    """The outcome without the titles (they are listed, and linked, separately); '' when that
+    would only repeat the verdict (a CRASH cell's outcome is CRASH(title))."""
+    text = _without_titles(r)
     return "" if text == r.status else text
 
 
 def runs_text(r: CellResult) -> str:
-    """Every run of a confirmed cell, one outcome each: 'runs: PIN-LEAK(1), CLEAN, CLEAN'."""
-    return "runs: " + ", ".join(a.outcome or a.status for a in r.attempts) if r.attempts else ""
+    """Every run of a confirmed cell, one outcome each (titles left out): 'runs: PIN-LEAK(1), CLEAN, CLEAN'."""
+    return "runs: " + ", ".join(_without_titles(a) or a.status for a in r.attempts) if r.attempts else ""
 
 
 def lost_text(r: CellResult) -> str:
