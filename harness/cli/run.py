@@ -115,7 +115,8 @@ def confirm_policy(args: argparse.Namespace) -> ConfirmPolicy:
 def resolve_kernels(args: argparse.Namespace, specs: list[str], paths: Paths, progress: Progress) -> dict:
     """Every kernel, downloaded and unpacked when needed, before any cell is chosen or run. A
     download reports through ``progress.download(spec)``: a ``progress(done_bytes, total_bytes)``."""
-    return {s: debian_src.resolve_spec(s, paths, modules=args.modules, log=progress.log, refresh=args.refresh)
+    return {s: debian_src.resolve_spec(s, paths, modules=args.modules, log=progress.log, refresh=args.refresh,
+                                       download_progress=progress.download)
             for s in specs}
 
 

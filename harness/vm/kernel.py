@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from harness.errors import KernelError
 from harness.vm import debian
@@ -301,18 +301,25 @@ def _debian_files(root: Path, dk: debian.DebianKernel) -> tuple[Path, Path, Path
     return root / "boot" / f"vmlinuz-{dk.release}", root / "boot" / f"config-{dk.release}", moddir
 
 
-def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log) -> None:
-    """The kernel's .debs unpacked into ``root`` (a fresh directory renamed into place when complete)."""
-    debs = []
-    for deb in dk.debs:
+def _log_progress(log) -> Callable[[str], debian.Progress]:
+    """A download-progress factory that logs every tenth of a package over 8 MiB."""
+    def for_package(name: str) -> debian.Progress:
         last = [-1]
 
-        def progress(done: int, total: int, name=deb.package) -> None:
+        def progress(done: int, total: int) -> None:
             step = done * 10 // total if total else 0
             if step != last[0] and total > (8 << 20):
                 last[0] = step
                 log(f"pinharness: downloading {name}: {done >> 20}/{total >> 20} MiB")
-        debs.append(debian.fetch_deb(deb, paths, progress=progress))
+        return progress
+    return for_package
+
+
+def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log,
+                   download_progress: Optional[Callable[[str], debian.Progress]] = None) -> None:
+    """The kernel's .debs unpacked into ``root`` (a fresh directory renamed into place when complete)."""
+    progress_for = download_progress or _log_progress(log)
+    debs = [debian.fetch_deb(deb, paths, progress=progress_for(deb.package)) for deb in dk.debs]
     require_space(root.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=root.parent))
     try:
@@ -343,7 +350,8 @@ def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log) -> No
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False) -> Kernel:
+def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
+                download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
     """debian:6.1, debian:7.2, debian:sid, debian:6.1.0-57-amd64: from Debian's signed indexes, cached."""
     cache = paths.sub("debian")
     try:
@@ -357,7 +365,7 @@ def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False) -> Ke
     root = cache / f"{dk.release}_{dk.version}"
     if not (root / ".pinharness-ok").exists():
         shutil.rmtree(root, ignore_errors=True)  # an unfinished unpack of an older harness
-        _unpack_debian(dk, root, paths, log)
+        _unpack_debian(dk, root, paths, log, download_progress)
     (cache / f"spec-{spec}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
     image, config, moddir = _debian_files(root, dk)
     dbg = debian_dbg_dir(paths, dk.release)
@@ -441,10 +449,12 @@ def _name_for(release: str, prefix: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9._+-]', '_', release)}"
 
 
-def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False) -> Kernel:
+def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False,
+            download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
     """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux (with --modules)."""
     if spec.startswith("debian:"):
-        return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh)
+        return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh,
+                           download_progress=download_progress)
     if spec.startswith("tree:"):
         return from_tree(Path(spec.split(":", 1)[1]), paths, log=log)
     path = Path(spec.split(":", 1)[1] if spec.startswith("image:") else spec)
