@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 
 from harness.errors import CommandTimeout, GuestHang, VMError
 from harness.vm.guest import CommandResult, Guest, SSHKey
+from harness.vm import pvh
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
 from harness.vm.kernel import Kernel
@@ -44,6 +45,12 @@ class VMOptions:
     devices: Sequence[str] = ()  # extra -device values
     cpu_model: Optional[str] = None
     extra_qemu_args: Sequence[str] = ()
+    pvh: bool = True  # boot the bzImage's uncompressed vmlinux through PVH (no decompression under TCG)
+
+
+def boot_image(kernel: Kernel, paths: Paths, options: VMOptions) -> Path:
+    """What QEMU's -kernel gets: the PVH vmlinux when there is one (and wanted), else the image."""
+    return (pvh.pvh_vmlinux(kernel.image, paths) if options.pvh else None) or kernel.image
 
 
 def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False) -> list[str]:
@@ -68,13 +75,15 @@ CANARY_SILENCE = 6.0
 
 
 def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm", timeout: float = CANARY_TIMEOUT,
-                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None) -> float:
+                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None,
+                options: Optional[VMOptions] = None) -> float:
     """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
     Returns the seconds it took; raises the VMError that stopped it."""
     initrd = build_initramfs(kernel, paths)
     sockdir = short_socket_dir()
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = QemuConfig(kernel=kernel.image, initrd=initrd, append=kernel_cmdline(VMOptions(), None, False, canary=True),
+    cfg = QemuConfig(kernel=boot_image(kernel, paths, options or VMOptions()), initrd=initrd,
+                     append=kernel_cmdline(VMOptions(), None, False, canary=True),
                      console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
                      accel=accel, ssh_forward=False, cpu_model=cpu_model)
     t0 = time.monotonic()
@@ -120,7 +129,7 @@ class VM:
         disks += list(self.disks)
         key = SSHKey.generate()
         self._sockdir = short_socket_dir()
-        cfg = QemuConfig(kernel=self.kernel.image, initrd=initrd,
+        cfg = QemuConfig(kernel=boot_image(self.kernel, self.paths, self.options), initrd=initrd,
                          append=kernel_cmdline(self.options, key, modules_disk is not None),
                          console_log=self.workdir / "console.log", qmp_socket=self._sockdir / "qmp.sock",
                          memory_mb=self.options.memory_mb, cpus=self.options.cpus, accel=self.accel.accel,
