@@ -32,7 +32,7 @@ ROOTFS_SIZE_SLACK = 1.6  # image size = used bytes * slack + 256 MiB of free roo
 
 # Modules the initramfs loads, in order, before it can mount the rootfs (and their
 # dependencies from modules.dep). Built-in ones are skipped; missing ones are not fatal.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
 
 ROOT_SERIAL = "ph-rootfs"
 MODULES_SERIAL = "ph-modules"
