@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import KernelError
+from harness.vm import kernel_image
 from harness.vm.host import Paths, require_space, require_tool
 
-BZIMAGE_MAGIC_OFFSET = 0x202
-BZIMAGE_VERSION_PTR = 0x20E
-ELF_MAGIC = b"\x7fELF"
 
 # The default kernels: the last Debian line that allows long-term pins of
 # ext4/xfs shared mappings (6.1) and one that refuses them (6.12, >= v6.5).
@@ -118,16 +116,7 @@ def ikconfig_from_elf(path: Path) -> Optional[str]:
 
 def bzimage_release(path: Path) -> Optional[str]:
     """Release string of a bzImage from its setup header, or None if it is not one."""
-    with open(path, "rb") as f:
-        head = f.read(0x4000)
-    if len(head) < 0x210 or head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] != b"HdrS":
-        return None
-    ptr = int.from_bytes(head[BZIMAGE_VERSION_PTR:BZIMAGE_VERSION_PTR + 2], "little")
-    if ptr == 0:
-        return ""
-    off = ptr + 0x200
-    raw = head[off:off + 256].split(b"\0", 1)[0].decode(errors="replace")
-    return raw.split(" ", 1)[0]
+    return kernel_image.bzimage_release(path)
 
 
 def elf_info(path: Path) -> dict:
@@ -152,21 +141,8 @@ def elf_info(path: Path) -> dict:
 
 
 def identify_image(path: Path) -> str:
-    """'bzimage' or 'elf', or a one-line error naming the problem."""
-    if not path.exists():
-        raise KernelError(f"kernel image {path} does not exist: pass a bzImage (arch/x86/boot/bzImage) or vmlinux")
-    if path.is_dir():
-        raise KernelError(f"kernel image {path} is a directory: use --kernel-tree for a kernel tree")
-    with open(path, "rb") as f:
-        head = f.read(0x210)
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if len(head) >= 0x206 and head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] == b"HdrS":
-        return "bzimage"
-    raise KernelError(
-        f"{path} is not a kernel image (no bzImage 'HdrS' header, not ELF): "
-        "pass arch/x86/boot/bzImage or vmlinux of a built kernel"
-    )
+    """'bzimage' or 'elf', checked whole and x86-64, or a one-line error naming the problem."""
+    return kernel_image.kind(path)
 
 
 def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path] = None,
@@ -211,6 +187,7 @@ def from_tree(tree: Path, paths: Paths, log=print) -> Kernel:
                 "(`python -m harness build --tree {0}` or `make -j$(nproc) bzImage modules`) "
                 "or pass its O= build directory".format(tree))
         raise KernelError(f"{tree} is not a kernel tree or build directory (no Makefile/Kconfig, no bzImage)")
+    identify_image(bz)
     release_file = tree / "include" / "config" / "kernel.release"
     release = release_file.read_text().strip() if release_file.exists() else (bzimage_release(bz) or "")
     config = tree / ".config"

@@ -19,6 +19,7 @@ from harness.errors import CommandTimeout, GuestHang, VMError
 from harness.vm.guest import CommandResult, Guest, SSHKey
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
+from harness.vm import kernel_image
 from harness.vm.kernel import Kernel
 from harness.vm.qemu import AccelChoice, Machine, QemuConfig, choose_accel, short_socket_dir
 
@@ -71,6 +72,7 @@ def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm",
                 silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None) -> float:
     """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
     Returns the seconds it took; raises the VMError that stopped it."""
+    kernel_image.kind(kernel.image)
     initrd = build_initramfs(kernel, paths)
     sockdir = short_socket_dir()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,7 @@ class VM:
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self) -> "VM":
+        kernel_image.kind(self.kernel.image)  # a truncated or foreign image is named here, not by QEMU
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.accel is None:
             self.accel = pick_accel(self.options.accel, self.kernel, self.paths, self.workdir, self.log)
