@@ -91,6 +91,12 @@ def free_mib(directory: os.PathLike | str) -> int | None:
 ENOSPC_TEXT = "No space left on device"
 
 
+def raise_if_enospc(tool_output: str, directory: os.PathLike | str, what: str, need: int = 0) -> None:
+    """A tool that failed saying "No space left on device" becomes NoSpace naming ``directory``."""
+    if ENOSPC_TEXT in tool_output:
+        raise NoSpace.at(directory, what, need)
+
+
 def is_enospc(exc: BaseException) -> bool:
     """An OSError ENOSPC, or a tool that failed (CalledProcessError) saying so."""
     if isinstance(exc, OSError):

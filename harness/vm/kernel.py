@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness.errors import KernelError
+from harness.errors import KernelError, raise_if_enospc
 from harness.vm import kernel_image
+from harness.vm.cache import atomic_artifact
 from harness.vm.host import Paths, require_space, require_tool
 
 
@@ -207,22 +208,20 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     root = paths.sub("tree-modules") / f"{release}-{h.hexdigest()[:12]}"
-    moddir = root / "lib" / "modules" / release
-    if (moddir / "modules.dep").exists():
-        return moddir
-    log(f"pinharness: installing modules of {tree} into {root}")
-    tmp = root.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
-                          capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    if not (moddir / "modules.dep").exists():
-        depmod(root, release)
-    return moddir
+
+    def build(tmp: Path) -> None:
+        log(f"pinharness: installing modules of {tree} into {root}")
+        proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr + proc.stdout, root.parent, f"the modules of {tree}")
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
+        if not (tmp / "lib" / "modules" / release / "modules.dep").exists():
+            depmod(tmp, release)
+
+    atomic_artifact(root, build, log=log)
+    return root / "lib" / "modules" / release
 
 
 # --------------------------------------------------------------------------- Debian

@@ -115,8 +115,8 @@ class VM:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.accel is None:
             self.accel = pick_accel(self.options.accel, self.kernel, self.paths, self.workdir, self.log)
-        initrd = build_initramfs(self.kernel, self.paths)
-        modules_disk = build_modules_disk(self.kernel, self.paths)
+        initrd = build_initramfs(self.kernel, self.paths, log=self.log)
+        modules_disk = build_modules_disk(self.kernel, self.paths, log=self.log)
         disks = [Disk(self.image.rootfs, ROOT_SERIAL, fs="ext4", snapshot=True)]
         if modules_disk is not None:
             disks.append(Disk(modules_disk, MODULES_SERIAL, fs="ext4", readonly=True))
