@@ -314,11 +314,14 @@ def make_scratch_disk(directory: Path, fs: str, size_mb: int = 512, mkfs_options
     tool, base = MKFS[fs]
     path = Path(directory) / f"{serial}.{fs}.img"
     require_space(path.parent, 64 << 20, "a scratch disk")
-    with open(path, "wb") as f:
-        f.truncate(size_mb << 20)
+    with named_enospc(path.parent, f"the {fs} scratch disk", 64 << 20):
+        with open(path, "wb") as f:
+            f.truncate(size_mb << 20)
     proc = subprocess.run([require_tool(tool), *base, *mkfs_options, str(path)], capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise_if_enospc(proc.stderr + proc.stdout, path.parent, f"the {fs} scratch disk", 64 << 20)
         raise HarnessError(f"{tool} {' '.join(mkfs_options)} failed: {proc.stderr.strip()[:200]}")
     return Disk(path=path, serial=serial, fs=fs)
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import pexpect
 
-from harness.errors import (BootTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied, VMError)
+from harness.errors import (BootTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied, VMError, named_enospc)
 from harness.vm.host import require_tool
 from harness.vm.image import Disk
 
@@ -124,6 +124,7 @@ class ConsoleStream:
         self._buf = bytearray()
         self._cond = threading.Condition()
         self.eof = False
+        self.log_error: Optional[str] = None  # why console.log stopped being written, if it did
         self.last_output = time.monotonic()
         self._thread = threading.Thread(target=self._drain, name="qemu-console", daemon=True)
         self._thread.start()
@@ -139,7 +140,7 @@ class ConsoleStream:
                 break
             if not data:
                 continue
-            self._log.write(data)
+            self._write_log(data)
             with self._cond:
                 self._buf += data
                 self.last_output = time.monotonic()
@@ -147,6 +148,15 @@ class ConsoleStream:
         with self._cond:
             self.eof = True
             self._cond.notify_all()
+
+    def _write_log(self, data: bytes) -> None:
+        """Append to console.log; a full disk (or any write error) stops the file, never the drain."""
+        if self.log_error is not None:
+            return
+        try:
+            self._log.write(data)
+        except OSError as exc:
+            self.log_error = f"{self._log.name}: {exc.strerror}"
 
     def __len__(self) -> int:
         with self._cond:
@@ -166,7 +176,10 @@ class ConsoleStream:
 
     def close(self, timeout: float = 5) -> None:
         self._thread.join(timeout)
-        self._log.close()
+        try:
+            self._log.close()
+        except OSError as exc:
+            self.log_error = self.log_error or f"{self._log.name}: {exc.strerror}"
 
 
 @dataclass
@@ -187,8 +200,9 @@ class Machine:
         binary = require_tool(self.config.qemu_binary)
         argv = build_argv(self.config)
         argv[0] = binary
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "qemu-argv.json").write_text(json.dumps(argv, indent=1))
+        with named_enospc(self.workdir, "the VM's artifacts"):
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            (self.workdir / "qemu-argv.json").write_text(json.dumps(argv, indent=1))
         self.started = time.monotonic()
         self.child = pexpect.spawn(argv[0], argv[1:], echo=False, timeout=None, preexec_fn=_set_pdeathsig,
                                    dimensions=(50, 200))

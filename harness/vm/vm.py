@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from harness.errors import CommandTimeout, GuestHang, VMError
+from harness.errors import CommandTimeout, GuestHang, VMError, named_enospc
 from harness.vm.guest import CommandResult, Guest, SSHKey
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
@@ -143,7 +143,8 @@ class VM:
             raise
         self.boot_seconds = time.monotonic() - t0
         self.outcome = "running"
-        self._write_summary()
+        with named_enospc(self.workdir, "vm.json"):
+            self._write_summary()
         return self
 
     def __enter__(self) -> "VM":
@@ -169,7 +170,10 @@ class VM:
         self.machine.quit(timeout=5)
         if self.outcome == "running":
             self.outcome = "stopped"
-        self._write_summary()
+        try:
+            self._write_summary()
+        except OSError as exc:  # closing must not hide the error that got us here
+            self.log(f"pinharness: warning: could not write {self.workdir / 'vm.json'}: {exc.strerror}")
         if self._sockdir is not None:
             try:
                 self._sockdir.rmdir()

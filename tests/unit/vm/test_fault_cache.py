@@ -13,6 +13,7 @@ from harness.vm import cache
 from harness.vm.host import Paths
 from harness.vm.image import build_initramfs, build_modules_disk
 from harness.vm.kernel import Kernel, from_tree
+from fault_samples import built_tree
 
 pytestmark = pytest.mark.fault
 
@@ -270,23 +271,9 @@ MAKEFILE = """modules_install:
 """
 
 
-def _built_tree(tmp_path: Path) -> Path:
-    tree = tmp_path / "linux"
-    (tree / "arch/x86/boot").mkdir(parents=True)
-    bz = bytearray(0x4000)
-    bz[0x202:0x206] = b"HdrS"
-    (tree / "arch/x86/boot/bzImage").write_bytes(bytes(bz))
-    (tree / ".config").write_text("CONFIG_MODULES=y\n")
-    (tree / "modules.order").write_text("ext4.ko\n")
-    (tree / "include/config").mkdir(parents=True)
-    (tree / "include/config/kernel.release").write_text("6.13.0\n")
-    (tree / "Makefile").write_text(MAKEFILE)
-    return tree
-
-
 @pytest.mark.parametrize("corrupt", ["modules.dep", "kernel/ext4.ko", "stamp"])
 def test_corrupt_tree_modules_install_is_redone(tmp_path, corrupt):
-    tree, paths, notes = _built_tree(tmp_path), Paths(tmp_path / "cache"), []
+    tree, paths, notes = built_tree(tmp_path, MAKEFILE), Paths(tmp_path / "cache"), []
     moddir = from_tree(tree, paths, log=lambda s: None).modules_dir
     assert (moddir / "modules.dep").exists()
     root = moddir.parents[2]
