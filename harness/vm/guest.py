@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import select
 import shlex
 import socket
@@ -63,13 +64,39 @@ class CommandResult:
         return self
 
 
-class Guest:
-    """An SSH connection to the guest as root."""
+class SSHLog:
+    """paramiko's logging for one guest (its transport thread logs tracebacks) into a file in
+    the guest's artifacts, never the terminal: a logger of its own that does not propagate."""
 
-    def __init__(self, port: int, key: SSHKey, host: str = "127.0.0.1"):
+    def __init__(self, path: Path, channel: str, level: int = logging.INFO):
+        self.channel = channel
+        self.logger = logging.getLogger(channel)
+        self.handler = _QuietFileHandler(path, delay=True)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.logger.addHandler(self.handler)
+        if not any(isinstance(h, logging.NullHandler) for h in self.logger.handlers):
+            self.logger.addHandler(logging.NullHandler())  # stays: a late transport-thread line goes nowhere
+        self.logger.setLevel(level)
+        self.logger.propagate = False
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # a full disk loses SSH log lines, silently
+        pass
+
+
+class Guest:
+    """An SSH connection to the guest as root. ``log_channel``: the logger paramiko logs to (see SSHLog)."""
+
+    def __init__(self, port: int, key: SSHKey, host: str = "127.0.0.1", log_channel: Optional[str] = None):
         self.host = host
         self.port = port
         self.key = key
+        self.log_channel = log_channel
         self.client: Optional[paramiko.SSHClient] = None
 
     def connect(self, timeout: float, alive: Callable[[], None] = lambda: None) -> None:
@@ -80,6 +107,8 @@ class Guest:
             alive()
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            if self.log_channel:
+                client.set_log_channel(self.log_channel)
             try:
                 client.connect(self.host, port=self.port, username="root", pkey=self.key.pkey(),
                                look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=30,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from harness.errors import CommandTimeout, GuestHang, VMError, named_enospc
-from harness.vm.guest import CommandResult, Guest, SSHKey
+from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
 from harness.vm import kernel_image
@@ -108,6 +108,7 @@ class VM:
     boot_seconds: float = field(default=0.0, init=False)
     outcome: str = field(default="not booted", init=False)
     _sockdir: Optional[Path] = field(default=None, init=False)
+    _ssh_log: Optional[SSHLog] = field(default=None, init=False)
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self) -> "VM":
@@ -135,7 +136,8 @@ class VM:
             self.machine.start()
             self.machine.wait_for(READY_MARKER, self.options.boot_timeout, "the guest to boot",
                                   silence_timeout=self.options.silence_timeout)
-            self.guest = Guest(self.machine.ssh_port, key)  # type: ignore[arg-type]
+            self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
+            self.guest = Guest(self.machine.ssh_port, key, log_channel=self._ssh_log.channel)  # type: ignore[arg-type]
             self.guest.connect(timeout=60, alive=self.machine.check)
         except BaseException as exc:
             self.outcome = f"boot failed: {type(exc).__name__}: {exc}"
@@ -167,6 +169,9 @@ class VM:
                 pass
         if self.guest is not None:
             self.guest.close()
+        if self._ssh_log is not None:
+            self._ssh_log.close()
+            self._ssh_log = None
         self.machine.quit(timeout=5)
         if self.outcome == "running":
             self.outcome = "stopped"
@@ -226,7 +231,7 @@ class VM:
     def responsive(self, timeout: float = 10.0) -> bool:
         """Does the guest still answer a fresh SSH session within ``timeout``?"""
         machine, guest = self._require()
-        probe = Guest(guest.port, guest.key)
+        probe = Guest(guest.port, guest.key, log_channel=guest.log_channel)
         try:
             probe.connect(timeout=timeout, alive=machine.check)
             probe.run("true", timeout=timeout, alive=machine.check)
