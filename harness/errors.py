@@ -59,6 +59,14 @@ class CommandTimeout(VMError):
 class CommandKilled(VMError):
     """A guest command killed by a signal (the OOM killer's SIGKILL, a stray kill)."""
 
+    def __init__(self, message: str, signal: str = ""):
+        super().__init__(message)
+        self.signal = signal  # e.g. "SIGKILL"
+
+
+class SSHStall(VMError):
+    """SSH opened no channel within its timeout: the guest may be hung (VM.run names the cause)."""
+
 
 class CacheLocked(HarnessError):
     """Another process held a cached artifact's lock for longer than we wait."""

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import paramiko
 
-from harness.errors import CommandTimeout, VMError
+from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError
 
 EOF_GRACE = 2.0  # seconds to wait for the channel's EOF after the exit status
 
@@ -64,6 +64,29 @@ class CommandResult:
         return self
 
 
+def record_exit_signals(transport: paramiko.Transport, signals: dict[int, str]) -> None:
+    """Make ``transport`` keep the signal of each channel whose command was killed (RFC 4254
+    "exit-signal", e.g. "KILL"), by channel id, in ``signals``. paramiko drops that request and
+    reports exit status -1, as if the connection had died."""
+    table = getattr(transport, "_channel_handler_table", None)
+    request = paramiko.common.MSG_CHANNEL_REQUEST
+    if not isinstance(table, dict) or request not in table:
+        return  # another paramiko: killed commands stay "connection lost"
+    original = table[request]
+
+    def handle_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
+        start = m.packet.tell()
+        if m.get_text() == "exit-signal":
+            m.get_boolean()  # want_reply
+            signals[chan.chanid] = m.get_text()
+            chan.status_event.set()  # the exit is known: exit_status_ready(), status stays -1
+            return
+        m.packet.seek(start)
+        original(chan, m)
+
+    transport._channel_handler_table = {**table, request: handle_request}  # this transport only
+
+
 class SSHLog:
     """paramiko's logging for one guest (its transport thread logs tracebacks) into a file in
     the guest's artifacts, never the terminal: a logger of its own that does not propagate."""
@@ -98,6 +121,7 @@ class Guest:
         self.key = key
         self.log_channel = log_channel
         self.client: Optional[paramiko.SSHClient] = None
+        self.exit_signals: dict[int, str] = {}  # channel id -> signal name, from "exit-signal"
 
     def connect(self, timeout: float, alive: Callable[[], None] = lambda: None) -> None:
         """Connect, retrying until ``timeout``; ``alive()`` raises if the VM died meanwhile."""
@@ -114,6 +138,7 @@ class Guest:
                                look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=30,
                                auth_timeout=30)
                 client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
+                record_exit_signals(client.get_transport(), self.exit_signals)  # type: ignore[arg-type]
                 self.client = client
                 return
             except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -136,6 +161,8 @@ class Guest:
             chan = self._transport().open_session(timeout=min(timeout, 30))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             alive()
+            if "Timeout opening channel" in str(exc):
+                raise SSHStall(f"SSH opened no channel in {min(timeout, 30):.0f}s for {command!r}")
             raise VMError(f"cannot open an SSH session to the guest: {exc}")
         out, err = bytearray(), bytearray()
         try:
@@ -167,6 +194,10 @@ class Guest:
                     alive()
                     raise VMError(f"SSH channel closed before {command!r} finished")
             status = chan.recv_exit_status()
+            killed_by = self.exit_signals.pop(chan.chanid, None)
+            if status == -1 and killed_by:
+                raise CommandKilled(f"guest command {command!r} was killed by SIG{killed_by}",
+                                    signal=f"SIG{killed_by}")
             if status == -1:  # the channel closed without an exit status: the connection died
                 alive()
                 raise VMError(f"SSH connection lost while running {command!r}")
