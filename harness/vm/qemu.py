@@ -290,9 +290,16 @@ class Machine:
         return None
 
     def last_line(self) -> str:
-        text = self.console.text(max(0, len(self.console) - 4096)) if self.console else ""
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        lines = self.last_lines(1)
         return lines[-1] if lines else ""
+
+    def last_lines(self, n: int = 3) -> list[str]:
+        text = self.console.text(max(0, len(self.console) - 4096)) if self.console else ""
+        return [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
+
+    def console_silence(self) -> float:
+        """Seconds since the console last printed anything."""
+        return time.monotonic() - self.console.last_output if self.console else 0.0
 
     def wait_for(self, pattern: str, timeout: float, what: str, start: int = 0,
                  silence_timeout: Optional[float] = None, poll: float = 0.5) -> re.Match:
@@ -329,16 +336,19 @@ class Machine:
             self.console.wait_change(seen, poll)
 
     # ------------------------------------------------------------------ teardown
-    def quit(self, timeout: float = 10.0) -> None:
-        """Ask QEMU to quit via QMP, then make sure it is gone."""
-        if self.alive() and self.qmp is not None:
+    def quit(self, timeout: float = 3.0) -> None:
+        """Ask QEMU to quit via QMP, then make sure it is gone: SIGKILL within ``timeout`` + 1 s."""
+        deadline = time.monotonic() + timeout
+        asked = self.alive() and self.qmp is not None
+        if asked:
             try:
+                self.qmp.settimeout(min(1.0, timeout))  # type: ignore[attr-defined]
                 self.qmp_cmd("quit")
             except Exception:
                 pass
-        self.close(grace=timeout)
+        self.close(grace=max(0.0, deadline - time.monotonic()) if asked else 0.0, term_grace=0.5)
 
-    def close(self, grace: float = 3.0) -> None:
+    def close(self, grace: float = 3.0, term_grace: float = 2.0) -> None:
         """Kill and reap QEMU (idempotent)."""
         if self.qmp is not None:
             try:
@@ -355,7 +365,7 @@ class Machine:
                     os.kill(self.child.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-                t = time.monotonic() + 2
+                t = time.monotonic() + term_grace
                 while self.child.isalive() and time.monotonic() < t:
                     time.sleep(0.05)
             try:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from harness.errors import CommandTimeout, GuestHang, VMError, named_enospc
+from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError, named_enospc
+from harness.vm.diagnose import killed_message, stall_error
 from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
@@ -31,6 +32,9 @@ def disk_by_serial_shell(serial: str) -> str:
     return ('for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = ' + serial
             + ' ] && echo /dev/${d##*/}; done')
 CANARY_MARKER = r"PINHARNESS-CANARY-OK"
+OOM_CONSOLE_WAIT = 3.0  # after a SIGKILL, how long the serial console may lag behind with the OOM report
+DMESG_TIMEOUT = 5.0  # collecting dmesg while closing a guest that still answers
+QUIT_TIMEOUT = 3.0  # QMP quit, then SIGKILL: closing a hung guest stays under 5 s
 
 
 @dataclass
@@ -161,9 +165,9 @@ class VM:
         """Save dmesg (when the guest still answers), stop QEMU, reap it. Idempotent."""
         if self.machine is None:
             return
-        if collect_dmesg and self.guest is not None and self.machine.alive():
+        if collect_dmesg and self.guest is not None and self.outcome != "hang" and self.machine.alive():
             try:
-                res = self.guest.run("dmesg", timeout=15, alive=self.machine.check)
+                res = self.guest.run("dmesg", timeout=DMESG_TIMEOUT, alive=self.machine.check)
                 (self.workdir / "dmesg.txt").write_text(res.stdout)
             except VMError:
                 pass
@@ -172,7 +176,7 @@ class VM:
         if self._ssh_log is not None:
             self._ssh_log.close()
             self._ssh_log = None
-        self.machine.quit(timeout=5)
+        self.machine.quit(timeout=QUIT_TIMEOUT)
         if self.outcome == "running":
             self.outcome = "stopped"
         try:
@@ -207,17 +211,37 @@ class VM:
         raises CommandTimeout if the guest still answers, GuestHang if not; a
         guest that died raises its cause (GuestPanic, QemuDied...)."""
         machine, guest = self._require()
+        start = self.console_len()
         try:
             res = guest.run(command, timeout=timeout, alive=machine.check, stdin=stdin)
+        except CommandKilled as exc:  # the connection is fine: say why, with the OOM kill when it is one
+            console = self._console_after_kill(start, exc.signal)
+            raise CommandKilled(killed_message(str(exc), console), signal=exc.signal) from None
+        except SSHStall as exc:
+            self.outcome = "hang"
+            raise stall_error(str(exc), machine.run_state(), machine.console_silence(),
+                              machine.last_lines()) from None
         except CommandTimeout as exc:
             if not self.responsive():
                 self.outcome = "hang"
-                raise GuestHang(f"guest stopped answering: {exc}; last console line: {machine.last_line()!r}")
+                raise stall_error(f"guest stopped answering: {exc}", machine.run_state(),
+                                  machine.console_silence(), machine.last_lines()) from None
             raise
         except VMError:
             self._settle(machine)  # a named cause (panic, QEMU death) wins over the SSH symptom
             raise
         return res.check() if check else res
+
+    def _console_after_kill(self, start: int, signal: str) -> str:
+        """Console text since ``start``; after a SIGKILL, wait (bounded) for the OOM killer's line,
+        which the serial console may print after SSH has reported the kill."""
+        deadline = time.monotonic() + (OOM_CONSOLE_WAIT if signal == "SIGKILL" else 0.0)
+        while True:
+            text = self.console_text(start)
+            if "Killed process" in text or time.monotonic() >= deadline or self.machine is None \
+                    or self.machine.console is None:
+                return text
+            self.machine.console.wait_change(len(self.machine.console), 0.2)
 
     def _settle(self, machine: Machine, timeout: float = 10.0) -> None:
         """After a lost SSH connection, give a dying guest a moment to show why."""
