@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,16 +79,19 @@ def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm",
     Returns the seconds it took; raises the VMError that stopped it."""
     kernel_image.kind(kernel.image)
     initrd = build_initramfs(kernel, paths)
-    sockdir = short_socket_dir()
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = QemuConfig(kernel=kernel.image, initrd=initrd, append=kernel_cmdline(VMOptions(), None, False, canary=True),
-                     console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
-                     accel=accel, ssh_forward=False, cpu_model=cpu_model)
     t0 = time.monotonic()
-    with Machine(cfg, workdir, log=lambda s: None) as m:
-        m.start()
-        m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
-    sockdir.rmdir()
+    sockdir = short_socket_dir()
+    try:
+        cfg = QemuConfig(kernel=kernel.image, initrd=initrd,
+                         append=kernel_cmdline(VMOptions(), None, False, canary=True),
+                         console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
+                         accel=accel, ssh_forward=False, cpu_model=cpu_model)
+        with Machine(cfg, workdir, log=lambda s: None) as m:
+            m.start()
+            m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)  # a failed canary leaves no ph-* directory in $TMPDIR
     return time.monotonic() - t0
 
 
@@ -164,6 +168,7 @@ class VM:
     def close(self, collect_dmesg: bool = True) -> None:
         """Save dmesg (when the guest still answers), stop QEMU, reap it. Idempotent."""
         if self.machine is None:
+            self._remove_sockdir()
             return
         if collect_dmesg and self.guest is not None and self.outcome != "hang" and self.machine.alive():
             try:
@@ -183,13 +188,14 @@ class VM:
             self._write_summary()
         except OSError as exc:  # closing must not hide the error that got us here
             self.log(f"pinharness: warning: could not write {self.workdir / 'vm.json'}: {exc.strerror}")
-        if self._sockdir is not None:
-            try:
-                self._sockdir.rmdir()
-            except OSError:
-                pass
+        self._remove_sockdir()
         self.machine_exit = self.machine.exit_status
         self.guest = None
+
+    def _remove_sockdir(self) -> None:
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)  # no ph-* directory left in $TMPDIR
+            self._sockdir = None
 
     def _write_summary(self) -> None:
         summary = {"kernel": self.kernel.describe(), "accel": asdict(self.accel) if self.accel else None,
