@@ -11,7 +11,8 @@ from harness.vm import kernel as kernel_mod
 from harness.results import model as results_mod
 from harness.results.compare import compare
 from harness.vm.host import Paths
-from harness.vm.image import build_rootfs
+from harness.errors import HarnessError, named_enospc
+from harness.vm.image import MKFS, build_rootfs
 from harness.pins.matrix import cells, run_cell
 from harness.results.outputs import FORMATS, OutputOptions, write_outputs
 from harness.results.shard import shard_arg
@@ -50,45 +51,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a previous run's results: 'since last run' in --html, and a comparison printed")
 
 
+def say(message: str) -> None:
+    """Harness messages go to stderr; stdout carries the results table (and guest output in `boot`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_fs_names(fss: list[str]) -> None:
+    unknown = [f for f in fss if f not in MKFS]
+    if unknown:
+        raise HarnessError(f"unknown file system {unknown[0]!r}: use one of {', '.join(MKFS)}")
+
+
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
-    matrix = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
+    fss = args.fs or ["ext4", "xfs"]
+    check_fs_names(fss)  # every name is checked before anything is built or booted
+    matrix = cells(specs, args.workload or list(WORKLOADS), fss, args.stressor)
     if args.shard:
         matrix = args.shard.select(matrix)
     previous = results_mod.load(args.previous) if args.previous else None
     out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
-    image = build_rootfs(paths)
-    kernels = {s: kernel_mod.resolve(s, paths) for s in specs}
-    accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
-    print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
+    with named_enospc(out, "the results directory"):
+        out.mkdir(parents=True, exist_ok=True)
+    say(f"pinharness: {len(matrix)} cells -> {out}")
+    done: list = []
+    meta: dict = {"cells_planned": len(matrix)}
     t0 = time.monotonic()
+    try:
+        image = build_rootfs(paths, log=say)
+        kernels = {s: kernel_mod.resolve(s, paths, log=say) for s in specs}
+        accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel", say)
+        say(f"pinharness: accelerator {accel.accel} ({accel.reason})")
+        meta.update({"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
+                     "accel_reason": accel.reason})
 
-    def one(i: int, cell):
-        print(f"[{i}/{len(matrix)}] {cell.id} ...", file=sys.stderr, flush=True)
-        res = run_cell(cell, kernels[cell.kernel], image, paths, out, accel,
-                       VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
-                       log=lambda s: print(s, file=sys.stderr))
-        print(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)",
-              file=sys.stderr, flush=True)
-        return res
+        def one(i: int, cell):
+            say(f"[{i}/{len(matrix)}] {cell.id} ...")
+            res = run_cell(cell, kernels[cell.kernel], image, paths, out, accel,
+                           VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages, log=say)
+            say(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)")
+            return res
 
-    if args.jobs <= 1:
-        done = [one(i, cell) for i, cell in enumerate(matrix, 1)]
-    else:  # each worker thread boots, uses and reaps its own guest
-        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell") as pool:
-            done = list(pool.map(one, range(1, len(matrix) + 1), matrix))
-    meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
-            "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1)}
-    if args.shard:
-        meta["shard"] = str(args.shard)
-    results_mod.write_json(done, out / "results.json", meta)
-    results_mod.write_junit(done, out / "junit.xml")
-    written = results_mod.load(out / "results.json")
-    extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
-                          OutputOptions(previous))
+        if args.jobs <= 1:
+            for i, cell in enumerate(matrix, 1):
+                done.append(one(i, cell))
+        else:  # each worker thread boots, uses and reaps its own guest
+            pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
+            try:
+                for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
+                    done.append(fut.result())
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
+    except BaseException as exc:
+        meta["interrupted"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        _remove_scratch_images(out, matrix)
+        if done:  # the cells that finished keep their results, whatever stopped the rest
+            try:
+                _write_results(done, out, meta, t0, args, previous)
+                say(f"pinharness: run stopped after {len(done)} of {len(matrix)} cells; their results: "
+                    f"{out / 'results.json'}")
+            except HarnessError as write_err:
+                say(f"pinharness: warning: could not write the partial results: {write_err}")
+        raise
+    written, extra = _write_results(done, out, meta, t0, args, previous)
     print(results_mod.table(done))
     if previous is not None:
         print(f"\nsince {args.previous}: {compare(previous, written).summary()}")
@@ -97,3 +123,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
     bad = [r for r in done if not r.ok and r.status != "SKIP"]
     return 1 if bad else 0
+
+
+def _write_results(done: list, out: Path, meta: dict, t0: float, args: argparse.Namespace,
+                   previous) -> tuple[results_mod.RunResults, dict[str, Path]]:
+    meta = {**meta, "seconds": round(time.monotonic() - t0, 1)}
+    if args.shard:
+        meta["shard"] = str(args.shard)
+    results_mod.write_json(done, out / "results.json", meta)
+    results_mod.write_junit(done, out / "junit.xml")
+    written = results_mod.load(out / "results.json")
+    extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
+                          OutputOptions(previous))
+    return written, extra
+
+
+def _remove_scratch_images(out: Path, matrix) -> None:
+    """An interrupted cell's scratch images (512 MB each) are not results: remove them."""
+    for cell in matrix:
+        for img in (out / cell.id).glob("*.img"):
+            img.unlink(missing_ok=True)

@@ -30,8 +30,8 @@ def _fake_vm_layer(monkeypatch, ran):
         return CellResult(cell, release=kernel.release, status="EXPECTED", ok=True, outcome="CLEAN", kind="CLEAN",
                           accel=accel.accel, artifacts=str(out / cell.id))
 
-    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths: None)
-    monkeypatch.setattr(run_cmd.kernel_mod, "resolve", lambda spec, paths: FakeKernel(spec))
+    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths, log=None: None)
+    monkeypatch.setattr(run_cmd.kernel_mod, "resolve", lambda spec, paths, log=None: FakeKernel(spec))
     monkeypatch.setattr(run_cmd, "pick_accel", lambda *a: AccelChoice("tcg", "no /dev/kvm"))
     monkeypatch.setattr(run_cmd, "run_cell", run_cell)
 
