@@ -133,10 +133,11 @@ class Guest:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             if self.log_channel:
                 client.set_log_channel(self.log_channel)
+            left = max(0.5, deadline - time.monotonic())  # no single attempt outlives the deadline
             try:
                 client.connect(self.host, port=self.port, username="root", pkey=self.key.pkey(),
-                               look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=30,
-                               auth_timeout=30)
+                               look_for_keys=False, allow_agent=False, timeout=min(10, left),
+                               banner_timeout=min(30, left), auth_timeout=min(30, left))
                 client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
                 record_exit_signals(client.get_transport(), self.exit_signals)  # type: ignore[arg-type]
                 self.client = client

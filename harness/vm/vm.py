@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError, named_enospc
-from harness.vm.diagnose import killed_message, stall_error
+from harness.vm.diagnose import RUN_STATES, killed_message, stall_error
 from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
@@ -228,7 +228,7 @@ class VM:
             raise stall_error(str(exc), machine.run_state(), machine.console_silence(),
                               machine.last_lines()) from None
         except CommandTimeout as exc:
-            if not self.responsive():
+            if machine.run_state() in RUN_STATES or not self.responsive():  # a paused guest needs no probe
                 self.outcome = "hang"
                 raise stall_error(f"guest stopped answering: {exc}", machine.run_state(),
                                   machine.console_silence(), machine.last_lines()) from None

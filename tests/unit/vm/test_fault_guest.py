@@ -253,3 +253,34 @@ def test_quit_kills_a_stuck_process_within_5s(tmp_path, qmp):
     t0 = time.monotonic()
     m.quit(timeout=3.0)
     assert time.monotonic() - t0 <= 5.0 and not m.child.isalive()
+
+
+def test_paused_guest_is_a_hang_without_a_probe(tmp_path, monkeypatch):
+    vm = fake_vm(tmp_path, FakeMachine("paused", FakeConsole("last words\n")),
+                 FakeGuest(CommandTimeout("guest command did not finish in 5s: 'x'")))
+
+    def probe():
+        raise AssertionError("QEMU already said the guest is paused: no 20 s SSH probe")
+
+    monkeypatch.setattr(vm, "responsive", probe)
+    with pytest.raises(GuestHang, match="QMP run state paused"):
+        vm.run("x")
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts TCP connections (as QEMU's user-mode network does for a hung guest) and says nothing."""
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+@pytest.mark.parametrize("timeout", [1.0, 2.0])
+def test_connect_to_a_silent_guest_keeps_its_timeout(silent_server, timeout):
+    t0 = time.monotonic()
+    with pytest.raises(VMError, match="SSH to the guest"):
+        Guest(silent_server, SSHKey.generate()).connect(timeout=timeout)
+    assert time.monotonic() - t0 < timeout + 1.5
