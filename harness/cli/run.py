@@ -93,16 +93,17 @@ def run(args: argparse.Namespace) -> int:
             say(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)")
             return res
 
-        if args.jobs <= 1:
-            for i, cell in enumerate(matrix, 1):
-                done.append(one(i, cell))
-        else:  # each worker thread boots, uses and reaps its own guest
-            pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
-            try:
-                for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
-                    done.append(fut.result())
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
+        with named_enospc(out, "the cells' logs and results"):  # cell.json, console logs, scratch disks
+            if args.jobs <= 1:
+                for i, cell in enumerate(matrix, 1):
+                    done.append(one(i, cell))
+            else:  # each worker thread boots, uses and reaps its own guest
+                pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
+                try:
+                    for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
+                        done.append(fut.result())
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
     except BaseException as exc:
         meta["interrupted"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         _remove_scratch_images(out, matrix)
