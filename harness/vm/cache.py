@@ -36,6 +36,7 @@ class Stamp:
 
     size: int  # bytes (of every file, for a directory)
     sha256: str
+    fingerprint: str = ""  # of the inode metadata after the rename (see ``fingerprint``)
 
     @classmethod
     def of(cls, path: Path) -> "Stamp":
@@ -56,11 +57,24 @@ class Stamp:
         return cls(size, digest)
 
     def differs(self, other: "Stamp") -> Optional[str]:
+        """What differs in content (size, sha256) from ``other``, or None."""
         if self.size != other.size:
             return f"{other.size} bytes, {self.size} recorded"
         if self.sha256 != other.sha256:
             return "its sha256 differs from the recorded one"
         return None
+
+
+def fingerprint(path: Path) -> str:
+    """A digest of (name, size, mtime, ctime, inode) of ``path`` and everything under it: any write,
+    truncation, chmod or replacement changes a ctime, so an equal fingerprint means unchanged content
+    without reading it; a different one means hashing the content again."""
+    h = hashlib.sha256()
+    entries = [path, *sorted(path.rglob("*"))] if path.is_dir() and not path.is_symlink() else [path]
+    for p in entries:
+        st = p.lstat()
+        h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}\n".encode())
+    return h.hexdigest()
 
 
 def _file_digest(path: Path) -> tuple[str, int]:
@@ -96,7 +110,7 @@ def problem(path: Path, verify: Optional[Verify] = None) -> Optional[str]:
         return "no size/hash record: an interrupted or older build"
     except (ValueError, TypeError):
         return "its size/hash record is unreadable"
-    why = recorded.differs(Stamp.of(path))
+    why = None if recorded.fingerprint == fingerprint(path) else recorded.differs(Stamp.of(path))
     if why is None and verify is not None:
         why = verify(path)
     return why
@@ -171,8 +185,10 @@ def atomic_artifact(path: Path, build: Callable[[Path], None], verify: Optional[
                 build(tmp)
                 if not tmp.exists():
                     raise HarnessError(f"building {path} produced nothing at {tmp}")
-                record.write_text(json.dumps(asdict(Stamp.of(tmp))))
+                stamp = Stamp.of(tmp)
                 os.rename(tmp, path)
+                stamp = Stamp(stamp.size, stamp.sha256, fingerprint(path))
+                record.write_text(json.dumps(asdict(stamp)))
                 os.rename(record, stamp_path(path))
         except BaseException:
             for partial in (tmp, record, path, stamp_path(path)):

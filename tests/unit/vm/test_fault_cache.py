@@ -285,3 +285,24 @@ def test_corrupt_tree_modules_install_is_redone(tmp_path, corrupt):
     assert again == moddir and (moddir / "kernel/ext4.ko").read_text() == "x\n"
     assert (tree / "count").read_text() == "run\nrun\n"
     assert any("rebuilding" in n for n in notes)
+
+
+def test_unchanged_artifact_is_trusted_without_rehashing(tmp_path, monkeypatch):
+    path = tmp_path / "rootfs.ext4"
+    cache.atomic_artifact(path, Builder())
+
+    def no_read(p):
+        raise AssertionError("an untouched artifact is not read again")
+
+    monkeypatch.setattr(cache, "_file_digest", no_read)
+    assert cache.problem(path) is None
+
+
+def test_touched_but_intact_artifact_is_rehashed_and_kept(tmp_path):
+    b, notes = Builder(), []
+    path = tmp_path / "rootfs.ext4"
+    cache.atomic_artifact(path, b)
+    os.utime(path, (1, 1))  # metadata changed, content not
+    assert cache.problem(path) is None
+    cache.atomic_artifact(path, b, log=notes.append)
+    assert b.calls == 1 and notes == []
