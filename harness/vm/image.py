@@ -3,7 +3,8 @@ modules disk, and fresh scratch disks with ext4/xfs made on the host.
 
 Cached artifacts are keyed by content (recipe hash, kernel release + image
 hash) and never written after they are built: guests get them read-only or
-through QEMU's ``snapshot=on``.
+through QEMU's ``snapshot=on``. They are built through ``cache.atomic_artifact``:
+complete or absent, stamped (size, sha256) and rebuilt when the stamp does not match.
 """
 from __future__ import annotations
 
