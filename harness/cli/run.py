@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from harness.vm import kernel as kernel_mod
 from harness.results import model as results_mod
 from harness.results.compare import compare
 from harness.vm.host import Paths
-from harness.vm.image import build_rootfs
+from harness.errors import HarnessError, named_enospc
+from harness.vm.image import MKFS, build_rootfs
 from harness.cli.progress import Progress
 from harness.pins.confirm import ConfirmPolicy, confirm
 from harness.pins.matrix import Cell, CellResult, LeftOut, cells, needs, run_cell, split_runnable
@@ -120,54 +122,82 @@ def resolve_kernels(args: argparse.Namespace, specs: list[str], paths: Paths, pr
             for s in specs}
 
 
+def say(message: str) -> None:
+    """Harness messages go to stderr; stdout carries the results table (and guest output in `boot`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_fs_names(fss: list[str]) -> None:
+    unknown = [f for f in fss if f not in MKFS]
+    if unknown:
+        raise HarnessError(f"unknown file system {unknown[0]!r}: use one of {', '.join(MKFS)}")
+
+
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     progress = Progress(jobs=max(1, args.jobs))
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
-    requested = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
+    fss = args.fs or ["ext4", "xfs"]
+    check_fs_names(fss)  # every name is checked before anything is downloaded, built or booted
+    requested = cells(specs, args.workload or list(WORKLOADS), fss, args.stressor)
     previous = results_mod.load(args.previous) if args.previous else None
     kernels = resolve_kernels(args, specs, paths, progress)  # after the checks of the arguments: downloads take time
     matrix = select_cells(args, requested, kernels, progress)
     progress.total = len(matrix)
     out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    with named_enospc(out, "the results directory"):
+        out.mkdir(parents=True, exist_ok=True)
     progress.log(f"pinharness: {len(matrix)} cells -> {out}")
-    image = build_rootfs(paths, log=progress.log)
-    accel = choose_accel(args, kernels[specs[0]], paths, out, progress)
     policy = confirm_policy(args)
+    done: list = []
+    meta: dict = {"cells_planned": len(matrix), "kernels": {s: k.describe() for s, k in kernels.items()},
+                  "confirm": {"surprises": policy.surprises, "known": policy.known}}
     t0 = time.monotonic()
+    try:
+        image = build_rootfs(paths, log=progress.log)
+        accel = choose_accel(args, kernels[specs[0]], paths, out, progress)
+        meta.update({"accel": accel.accel, "accel_reason": accel.reason})
 
-    def one(i: int, cell: Cell) -> CellResult:
-        tag = f"[{i}/{len(matrix)}]"
-        progress.log(f"{tag} {cell.id} ...")
-        started = time.monotonic()
+        def one(i: int, cell: Cell) -> CellResult:
+            tag = f"[{i}/{len(matrix)}]"
+            progress.log(f"{tag} {cell.id} ...")
+            started = time.monotonic()
 
-        def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
-            return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}", accel,
-                            VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages, log=progress.log)
+            def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
+                return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}",
+                                accel, VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
+                                log=progress.log)
 
-        res = confirm(attempt(1), attempt, policy, log=lambda s: progress.log(f"{tag} {s}"))
-        seconds = sum(a.seconds for a in res.attempts) or res.seconds
-        progress.cell_done(time.monotonic() - started, ran=res.status != "SKIP")  # wall time: what the ETA needs
-        progress.log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
-                     f"({seconds:.0f}s){progress.eta_text()}")
-        return res
+            res = confirm(attempt(1), attempt, policy, log=lambda s: progress.log(f"{tag} {s}"))
+            seconds = sum(a.seconds for a in res.attempts) or res.seconds
+            progress.cell_done(time.monotonic() - started, ran=res.status != "SKIP")  # wall time: what the ETA needs
+            progress.log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
+                         f"({seconds:.0f}s){progress.eta_text()}")
+            return res
 
-    if args.jobs <= 1:
-        done = [one(i, cell) for i, cell in enumerate(matrix, 1)]
-    else:  # each worker thread boots, uses and reaps its own guest
-        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell") as pool:
-            done = list(pool.map(one, range(1, len(matrix) + 1), matrix))
-    meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
-            "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1),
-            "confirm": {"surprises": policy.surprises, "known": policy.known}}
-    if args.shard:
-        meta["shard"] = str(args.shard)
-    results_mod.write_json(done, out / "results.json", meta)
-    results_mod.write_junit(done, out / "junit.xml")
-    written = results_mod.load(out / "results.json")
-    extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
-                          OutputOptions(previous))
+        with named_enospc(out, "the cells' logs and results"):  # cell.json, console logs, scratch disks
+            if args.jobs <= 1:
+                for i, cell in enumerate(matrix, 1):
+                    done.append(one(i, cell))
+            else:  # each worker thread boots, uses and reaps its own guest
+                pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
+                try:
+                    for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
+                        done.append(fut.result())
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
+    except BaseException as exc:
+        meta["interrupted"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        _remove_scratch_images(out, matrix)
+        if done:  # the cells that finished keep their results, whatever stopped the rest
+            try:
+                _write_results(done, out, meta, t0, args, previous)
+                progress.log(f"pinharness: run stopped after {len(done)} of {len(matrix)} cells; their results: "
+                             f"{out / 'results.json'}")
+            except HarnessError as write_err:
+                progress.log(f"pinharness: warning: could not write the partial results: {write_err}")
+        raise
+    written, extra = _write_results(done, out, meta, t0, args, previous)
     print(results_mod.table(done))
     if previous is not None:
         print(f"\nsince {args.previous}: {compare(previous, written).summary()}")
@@ -175,3 +205,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"{fmt}: {path}")
     print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
     return 1 if any(results_mod.fails_run(r) for r in done) else 0
+
+
+def _write_results(done: list, out: Path, meta: dict, t0: float, args: argparse.Namespace,
+                   previous) -> tuple[results_mod.RunResults, dict[str, Path]]:
+    meta = {**meta, "seconds": round(time.monotonic() - t0, 1)}
+    if args.shard:
+        meta["shard"] = str(args.shard)
+    results_mod.write_json(done, out / "results.json", meta)
+    results_mod.write_junit(done, out / "junit.xml")
+    written = results_mod.load(out / "results.json")
+    extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
+                          OutputOptions(previous))
+    return written, extra
+
+
+def _remove_scratch_images(out: Path, matrix) -> None:
+    """An interrupted cell's scratch images (512 MB each) are not results: remove them."""
+    for cell in matrix:
+        for d in (out / cell.id, *sorted(out.glob(f"attempt-*/{cell.id}"))):
+            for img in d.glob("*.img"):
+                img.unlink(missing_ok=True)

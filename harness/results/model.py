@@ -5,6 +5,7 @@ JUnit here, KTAP (render_ktap), kcidb (render_kcidb), HTML/Markdown (summary), d
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,9 +13,9 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, named_enospc
 from harness.pins import confirm
 from harness.pins.matrix import Cell, CellResult
 
@@ -155,10 +156,23 @@ def table(results: Sequence[CellResult]) -> str:
 
 # --------------------------------------------------------------------------- results JSON
 
+@contextlib.contextmanager
+def complete_or_absent(path: Path) -> Iterator[None]:
+    """Writing ``path``: a failure leaves no half-written file, and a full disk is NoSpace naming it."""
+    try:
+        with named_enospc(path.parent, f"writing {path.name}"):
+            yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
 def write_json(results: Sequence[CellResult], path: Path, meta: dict) -> Path:
     doc = {"pinharness": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **meta,
            "cells": [r.to_dict() for r in results]}
-    path.write_text(json.dumps(doc, indent=1))
+    with complete_or_absent(path):
+        path.write_text(json.dumps(doc, indent=1))
     return path
 
 
@@ -291,7 +305,8 @@ def write_run(run: RunResults, path: Path) -> Path:
                 doc["artifacts"] = os.path.relpath(Path(res.artifacts).resolve(), base)
         docs.append(d)
     doc = {"pinharness": FORMAT_VERSION, **run.meta, "cells": docs}
-    path.write_text(json.dumps(doc, indent=1))
+    with complete_or_absent(path):
+        path.write_text(json.dumps(doc, indent=1))
     return path
 
 
@@ -345,5 +360,6 @@ def write_junit(results: Sequence[CellResult], path: Path) -> Path:
         out.text = xml_text(text)
     for k, v in counts.items():
         suite.set({"failure": "failures", "error": "errors", "skipped": "skipped"}[k], str(v))
-    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+    with complete_or_absent(path):
+        ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
     return path

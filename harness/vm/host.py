@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError, ToolMissing
+from harness.errors import HarnessError, NoSpace, ToolMissing
 
 # tool -> Debian package that provides it (the host-setup step installs these)
 HOST_TOOLS: dict[str, str] = {
@@ -147,7 +147,7 @@ def free_bytes(path: Path) -> int:
 def require_space(path: Path, need: int, what: str) -> None:
     have = free_bytes(path)
     if have < need:
-        raise HarnessError(
+        raise NoSpace(
             f"not enough disk space for {what} in {path}: {have >> 20} MiB free, "
             f"{need >> 20} MiB needed; free some space or set PINHARNESS_CACHE to a bigger disk"
         )

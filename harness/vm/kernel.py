@@ -19,13 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness.errors import KernelError
-from harness.vm import debian
+from harness.errors import KernelError, raise_if_enospc
+from harness.vm import debian, kernel_image
+from harness.vm.cache import atomic_artifact
 from harness.vm.host import Paths, require_space, require_tool
 
-BZIMAGE_MAGIC_OFFSET = 0x202
-BZIMAGE_VERSION_PTR = 0x20E
-ELF_MAGIC = b"\x7fELF"
 
 # The default kernels: the last Debian line that allows long-term pins of
 # ext4/xfs shared mappings (6.1), one that refuses them (6.12, >= v6.5), and today's (sid).
@@ -120,16 +118,7 @@ def ikconfig_from_elf(path: Path) -> Optional[str]:
 
 def bzimage_release(path: Path) -> Optional[str]:
     """Release string of a bzImage from its setup header, or None if it is not one."""
-    with open(path, "rb") as f:
-        head = f.read(0x4000)
-    if len(head) < 0x210 or head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] != b"HdrS":
-        return None
-    ptr = int.from_bytes(head[BZIMAGE_VERSION_PTR:BZIMAGE_VERSION_PTR + 2], "little")
-    if ptr == 0:
-        return ""
-    off = ptr + 0x200
-    raw = head[off:off + 256].split(b"\0", 1)[0].decode(errors="replace")
-    return raw.split(" ", 1)[0]
+    return kernel_image.bzimage_release(path)
 
 
 def elf_info(path: Path) -> dict:
@@ -154,21 +143,8 @@ def elf_info(path: Path) -> dict:
 
 
 def identify_image(path: Path) -> str:
-    """'bzimage' or 'elf', or a one-line error naming the problem."""
-    if not path.exists():
-        raise KernelError(f"kernel image {path} does not exist: pass a bzImage (arch/x86/boot/bzImage) or vmlinux")
-    if path.is_dir():
-        raise KernelError(f"kernel image {path} is a directory: use --kernel-tree for a kernel tree")
-    with open(path, "rb") as f:
-        head = f.read(0x210)
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if len(head) >= 0x206 and head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] == b"HdrS":
-        return "bzimage"
-    raise KernelError(
-        f"{path} is not a kernel image (no bzImage 'HdrS' header, not ELF): "
-        "pass arch/x86/boot/bzImage or vmlinux of a built kernel"
-    )
+    """'bzimage' or 'elf', checked whole and x86-64, or a one-line error naming the problem."""
+    return kernel_image.kind(path)
 
 
 def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path] = None,
@@ -246,6 +222,7 @@ def from_tree(tree: Path, paths: Paths, log=print) -> Kernel:
                 "(`python -m harness build --tree {0}` or `make -j$(nproc) bzImage modules`) "
                 "or pass its O= build directory".format(tree))
         raise KernelError(f"{tree} is not a kernel tree or build directory (no Makefile/Kconfig, no bzImage)")
+    identify_image(bz)
     release_file = tree / "include" / "config" / "kernel.release"
     release = release_file.read_text().strip() if release_file.exists() else (bzimage_release(bz) or "")
     config = tree / ".config"
@@ -265,22 +242,20 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     root = paths.sub("tree-modules") / f"{release}-{h.hexdigest()[:12]}"
-    moddir = root / "lib" / "modules" / release
-    if (moddir / "modules.dep").exists():
-        return moddir
-    log(f"pinharness: installing modules of {tree} into {root}")
-    tmp = root.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
-                          capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    if not (moddir / "modules.dep").exists():
-        depmod(root, release)
-    return moddir
+
+    def build(tmp: Path) -> None:
+        log(f"pinharness: installing modules of {tree} into {root}")
+        proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr + proc.stdout, root.parent, f"the modules of {tree}")
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
+        if not (tmp / "lib" / "modules" / release / "modules.dep").exists():
+            depmod(tmp, release)
+
+    atomic_artifact(root, build, log=log)
+    return root / "lib" / "modules" / release
 
 
 # --------------------------------------------------------------------------- Debian

@@ -65,7 +65,10 @@ def has_pvh_note(path: Path) -> bool:
 
 def pvh_vmlinux(image: Path, paths: Paths) -> Optional[Path]:
     """The PVH-bootable vmlinux of ``image`` (extracted once, cached by the image's hash), or None."""
-    raw = Path(image).read_bytes()
+    try:
+        raw = Path(image).read_bytes()
+    except OSError:  # not ours to name: the image check before boot says what is wrong with it
+        return None
     if raw[:4] == b"\x7fELF":
         return Path(image) if has_pvh_note(Path(image)) else None
     digest = hashlib.sha256(raw).hexdigest()[:16]

@@ -47,7 +47,7 @@ def _fake_vm_layer(monkeypatch, ran, script=None, config=None, accel_log=()):
             log(line)
         return AccelChoice("tcg", "no /dev/kvm")
 
-    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths, log: None)
+    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths, log=None: None)
     monkeypatch.setattr(run_cmd.kernel_mod, "resolve", lambda spec, paths, **kw: FakeKernel(spec, dict(config or {})))
     monkeypatch.setattr(run_cmd, "pick_accel", pick_accel)
     monkeypatch.setattr(run_cmd, "run_cell", run_cell)
