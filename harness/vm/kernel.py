@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from harness.errors import KernelError, raise_if_enospc
 from harness.vm import debian, kernel_image
 from harness.vm.cache import atomic_artifact
+from harness.vm.cache import problem as cache_problem
 from harness.vm.host import Paths, require_space, require_tool
 
 
@@ -290,39 +291,32 @@ def _log_progress(log) -> Callable[[str], debian.Progress]:
     return for_package
 
 
-def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log,
+def _unpack_debian(dk: debian.DebianKernel, tmp: Path, paths: Paths, log,
                    download_progress: Optional[Callable[[str], debian.Progress]] = None) -> None:
-    """The kernel's .debs unpacked into ``root`` (a fresh directory renamed into place when complete)."""
+    """The kernel's .debs unpacked into ``tmp`` (atomic_artifact renames it into place when complete)."""
     progress_for = download_progress or _log_progress(log)
     debs = [debian.fetch_deb(deb, paths, progress=progress_for(deb.package)) for deb in dk.debs]
-    require_space(root.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=root.parent))
-    try:
-        for deb in debs:
-            log(f"pinharness: unpacking {deb.name}")
-            proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)],
-                                  capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                deb.unlink(missing_ok=True)  # a broken .deb is fetched again next time
-                raise KernelError(f"dpkg-deb -x {deb.name} failed ({proc.stderr.strip()[-200:]}); "
-                                  "it was removed from the cache, run again to fetch it anew")
-        if not (tmp / "lib" / "modules").exists() and (tmp / "usr" / "lib" / "modules").is_dir():
-            (tmp / "lib").mkdir(exist_ok=True)
-            (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
-        image, config, moddir = _debian_files(tmp, dk)
-        if not image.exists() or not moddir.is_dir():
-            raise KernelError(f"the packages of {dk.release} hold no {image.relative_to(tmp)}: "
-                              f"an unknown packaging ({', '.join(d.package for d in dk.debs)})")
-        depmod(tmp, dk.release)
-        (tmp / ".pinharness-ok").write_text(json.dumps({"release": dk.release, "version": dk.version,
-                                                         "layout": dk.layout, "suite": dk.suite}))
-        try:
-            tmp.rename(root)
-        except OSError:  # another process finished the same kernel first: keep its copy
-            if not (root / ".pinharness-ok").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    require_space(tmp.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        log(f"pinharness: unpacking {deb.name}")
+        proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)],
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr, tmp.parent, f"unpacking {deb.name}", sum(d.size for d in dk.debs) * 4)
+            deb.unlink(missing_ok=True)  # a broken .deb is fetched again next time
+            raise KernelError(f"dpkg-deb -x {deb.name} failed ({proc.stderr.strip()[-200:]}); "
+                              "it was removed from the cache, run again to fetch it anew")
+    if not (tmp / "lib" / "modules").exists() and (tmp / "usr" / "lib" / "modules").is_dir():
+        (tmp / "lib").mkdir(exist_ok=True)
+        (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
+    image, config, moddir = _debian_files(tmp, dk)
+    if not image.exists() or not moddir.is_dir():
+        raise KernelError(f"the packages of {dk.release} hold no {image.relative_to(tmp)}: "
+                          f"an unknown packaging ({', '.join(d.package for d in dk.debs)})")
+    depmod(tmp, dk.release)
+    (tmp / ".pinharness-ok").write_text(json.dumps({"release": dk.release, "version": dk.version,
+                                                     "layout": dk.layout, "suite": dk.suite}))
 
 
 def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
@@ -337,10 +331,8 @@ def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
             raise
         dk = cached
         log(f"pinharness: note: Debian's index cannot be read ({exc}); using the cached {dk.release}")
-    root = cache / f"{dk.release}_{dk.version}"
-    if not (root / ".pinharness-ok").exists():
-        shutil.rmtree(root, ignore_errors=True)  # an unfinished unpack of an older harness
-        _unpack_debian(dk, root, paths, log, download_progress)
+    root = cache / f"{dk.release}_{dk.version}"  # checked against its stamp on every use, rebuilt if broken
+    atomic_artifact(root, lambda tmp: _unpack_debian(dk, tmp, paths, log, download_progress), log=log)
     (cache / f"spec-{spec}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
     image, config, moddir = _debian_files(root, dk)
     dbg = debian_dbg_dir(paths, dk.release)
@@ -359,7 +351,7 @@ def _cached_debian(cache: Path, spec: str) -> Optional[debian.DebianKernel]:
     if not meta_file.exists():
         return None
     meta = json.loads(meta_file.read_text())
-    if not (cache / meta["dir"] / ".pinharness-ok").exists():
+    if cache_problem(cache / meta["dir"]) is not None:  # gone, or not what was unpacked
         return None
     debs = tuple(debian.Deb(**d) for d in meta["debs"])
     dbg = debian.Deb(**meta["dbg"]) if meta.get("dbg") else None
