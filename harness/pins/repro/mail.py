@@ -55,7 +55,7 @@ def expected_text(f: Finding) -> str:
 def happened_text(f: Finding) -> str:
     parts = []
     if f.titles:
-        parts.append("the kernel logged " + "; ".join(f"`{t}`" for t in f.titles))
+        parts.append("the kernel logged " + "; ".join(f"`{t}`" for t in dict.fromkeys(f.titles)))
     if f.pin_errno:
         parts.append(f"the pin was refused ({oracle.errno_name(f.pin_errno)})")
     elif f.device_pages:
@@ -113,7 +113,7 @@ def render(f: Finding, name: str, files: dict) -> str:
         "",
         "## Reproducer",
         "",
-        f"Attached {name}.tar.gz ({', '.join(sorted(files))}); no harness needed:",
+        f"Attached {name}.tar.gz ({', '.join(sorted(n for n in files if n != 'REPORT.md'))}); no harness needed:",
         "",
         "```",
         f"tar xzf {name}.tar.gz && cd {name} && ./qemu.sh",

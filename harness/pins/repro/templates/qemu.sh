@@ -129,8 +129,9 @@ if [ "$ACCEL" = auto ]; then
     ACCEL=tcg
     if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
         CPU=host; qemu_argv kvm "ph.canary=1"
-        if timeout 60 "${ARGV[@]}" </dev/null 2>&1 | grep -q -a PH-CANARY-OK; then ACCEL=kvm
-        else say "KVM did not boot this kernel (canary): using TCG"; fi
+        timeout 30 "${ARGV[@]}" </dev/null > "$WORK/canary.log" 2>&1 || true
+        if grep -q -a PH-CANARY-OK "$WORK/canary.log"; then ACCEL=kvm
+        else say "KVM did not boot this kernel within 30 s (canary, $WORK/canary.log): using TCG"; fi
     fi
 fi
 [ "$ACCEL" = kvm ] && CPU=host || CPU=max
@@ -142,14 +143,14 @@ set +e
 timeout --foreground "$TIMEOUT" "${ARGV[@]}" </dev/null 2>&1 | tee "$WORK/console.log"
 set -e
 tr -d '\r' < "$WORK/console.log" > "$WORK/console.txt"
-rc=$(grep -a -o 'PH-REPRO-EXIT=[0-9]*' "$WORK/console.txt" | tail -n1 | cut -d= -f2)
-verdict=$(grep -a -E '^(REPRODUCED|CLEAN|ERROR): ' "$WORK/console.txt" | tail -n1)
+rc=$(grep -a -o 'PH-REPRO-EXIT=[0-9]*' "$WORK/console.txt" | tail -n1 | cut -d= -f2 || true)
+verdict=$(grep -a -E '^(REPRODUCED|CLEAN|ERROR): ' "$WORK/console.txt" | tail -n1 || true)
 if [ -n "${FSCK[*]}" ] && command -v "${FSCK[0]}" >/dev/null 2>&1; then
     if "${FSCK[@]}" "$WORK/scratch.img" > "$WORK/fsck.txt" 2>&1; then say "${FSCK[*]}: the scratch fs is clean"
     else say "${FSCK[*]}: the scratch fs has problems (see $WORK/fsck.txt)"; fi
 fi
 if [ -z "$rc" ]; then
-    title=$(bash "$HERE/repro.sh" --titles-from "$WORK/console.txt" | head -n1)
+    title=$(bash "$HERE/repro.sh" --titles-from "$WORK/console.txt" | head -n1 || true)
     if [ -n "$title" ]; then
         echo "REPRODUCED: $title (the guest died; console: $WORK/console.log)"
         exit 1

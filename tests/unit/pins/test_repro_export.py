@@ -211,6 +211,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ -n "${FAKE_GUEST_LOG:-}" ]; then cat "$FAKE_GUEST_LOG"; exit 0; fi  # a guest that died on its own
 printf 'Linux version fake\r\nrepro: odirect\r\nREPRODUCED: WARNING in ext4_dirty_folio, 16/16 pages lost\r\nPH-REPRO-EXIT=1\r\n'
 '''
 
@@ -242,24 +243,33 @@ def _small_modules(tmp_path: Path) -> Path:
     return dest
 
 
-def test_qemu_sh_builds_initramfs_and_disks_and_passes_the_guest_verdict(tmp_path):
+@pytest.fixture
+def fake_qemu_run(tmp_path):
+    """Runs an odirect export's qemu.sh on this host with QEMU faked (FAKE_QEMU); (export, run(**env), record dir)."""
     for tool in ("gcc", "busybox", "cpio", "mkfs.ext4", "modprobe"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed")
     modules = _small_modules(tmp_path)
-    out, cell = _export(tmp_path, "odirect", stressors=("reclaim",))
-    fake_bin = tmp_path / "fakebin"
+    out, _ = _export(tmp_path, "odirect", stressors=("reclaim",))
+    fake_bin, rec = tmp_path / "fakebin", tmp_path / "rec"
     fake_bin.mkdir()
+    rec.mkdir()
     (fake_bin / "qemu-system-x86_64").write_text(FAKE_QEMU)
     (fake_bin / "qemu-system-x86_64").chmod(0o755)
+    (tmp_path / "bzImage").write_bytes(b"fake")
+    base = {"PATH": f"{fake_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "MODULES": str(modules),
+            "KERNEL": str(tmp_path / "bzImage"), "ACCEL": "tcg", "TIMEOUT": "60", "FAKE_QEMU_OUT": str(rec)}
+
+    def run(**env):
+        return subprocess.run(["bash", str(out.directory / "qemu.sh")], env={**base, **env}, capture_output=True,
+                              text=True, timeout=600, cwd=tmp_path)
+    return out, run, rec
+
+
+def test_qemu_sh_builds_initramfs_and_disks_and_passes_the_guest_verdict(tmp_path, fake_qemu_run):
+    out, run, rec = fake_qemu_run
     kernel = tmp_path / "bzImage"
-    kernel.write_bytes(b"fake")
-    rec = tmp_path / "rec"
-    rec.mkdir()
-    env = {"PATH": f"{fake_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "KERNEL": str(kernel),
-           "MODULES": str(modules), "ACCEL": "tcg", "TIMEOUT": "60", "FAKE_QEMU_OUT": str(rec)}
-    proc = subprocess.run(["bash", str(out.directory / "qemu.sh")], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path)
+    proc = run()
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "REPRODUCED: WARNING in ext4_dirty_folio, 16/16 pages lost"
     work = out.directory / "work"
@@ -303,3 +313,15 @@ def test_qemu_sh_builds_initramfs_and_disks_and_passes_the_guest_verdict(tmp_pat
         res = subprocess.run([chroot, str(root), "/usr/bin/bash", "/repro/repro.sh", "--make-source", "/tmp/s", "80"],
                              capture_output=True, text=True, timeout=120, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         assert (root / "tmp" / "s").read_bytes() == (work / "source.img").read_bytes(), res.stderr
+
+
+def test_qemu_sh_names_the_crash_of_a_guest_that_died(tmp_path, fake_qemu_run):
+    """No PH-REPRO-EXIT (the guest panicked): qemu.sh names the console's report itself; no report is an error."""
+    out, run, _ = fake_qemu_run
+    proc = run(FAKE_GUEST_LOG=str(GOLDEN / "syzbot-kernel-bug-ext4_do_writepages.log"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1].startswith("REPRODUCED: kernel BUG in ext4_do_writepages (the guest died")
+    empty = tmp_path / "empty.log"
+    empty.write_text("Linux version fake\n")
+    proc = run(FAKE_GUEST_LOG=str(empty))
+    assert proc.returncode == 2 and "the guest did not finish" in proc.stderr
