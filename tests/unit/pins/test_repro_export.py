@@ -325,3 +325,52 @@ def test_qemu_sh_names_the_crash_of_a_guest_that_died(tmp_path, fake_qemu_run):
     empty.write_text("Linux version fake\n")
     proc = run(FAKE_GUEST_LOG=str(empty))
     assert proc.returncode == 2 and "the guest did not finish" in proc.stderr
+
+
+STUB = '#!/bin/busybox sh\necho "$(basename "$0") $*" >> /stub.log\n'
+
+
+def test_init_finds_the_disks_by_serial_and_passes_repro_sh_their_devices(tmp_path, fake_qemu_run):
+    """/init of the initramfs qemu.sh packed, run by busybox in a chroot of it: mount, modprobe and poweroff
+    are stubs, no module to insmod, /sys/block and /proc/cmdline plain files, repro.sh a stub that exits 1."""
+    chroot = shutil.which("chroot")
+    if os.geteuid() != 0 or not chroot:
+        pytest.skip("chroot needs root")
+    out, run, rec = fake_qemu_run
+    assert run().returncode == 1
+    root = rec / "root"
+    subprocess.run([chroot, str(root), "/bin/busybox", "--install", "-s", "/bin"], check=True, timeout=60)
+    # busybox sh runs some applets (insmod, sync) whatever PATH says: load no module into this host's kernel
+    (root / "modules" / "order").write_text("")
+    for tool in ("usr/sbin/mount", "usr/sbin/umount", "usr/bin/modprobe"):
+        (root / tool).unlink(missing_ok=True)
+        (root / tool).write_text(STUB)
+        (root / tool).chmod(0o755)
+    (root / "usr" / "sbin" / "poweroff").write_text(STUB + 'echo "powered off"\nkill -9 $PPID\n')
+    (root / "usr" / "sbin" / "poweroff").chmod(0o755)
+    (root / "repro" / "repro.sh").write_text('echo "repro.sh $*" >> /stub.log\necho "REPRODUCED: stub"\nexit 1\n')
+    for dev, serial in (("vda", "scratch0"), ("vdb", "ph-modules"), ("vdc", "ph-source")):
+        (root / "sys" / "block" / dev).mkdir(parents=True)
+        (root / "sys" / "block" / dev / "serial").write_text(serial + "\n")
+    (root / "proc" / "cmdline").write_text("console=ttyS0,115200 panic=-1\n")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    proc = subprocess.run([chroot, str(root), "/init"], capture_output=True, text=True, timeout=60, env=env)
+    assert "REPRODUCED: stub" in proc.stdout and "PH-REPRO-EXIT=1" in proc.stdout, proc.stdout + proc.stderr
+    log = (root / "stub.log").read_text().splitlines()
+    assert "modprobe ext4" in log  # kmod's, by path
+    assert any(ln.startswith("mount -t ext4 -o ro /dev/vdb /lib/modules/") for ln in log), log
+    assert "mount -t ext4 /dev/vda /mnt/scratch" in log
+    assert "repro.sh --mnt /mnt/scratch --bin /repro/repro --src /dev/vdc" in log
+    assert log.index("mount -t ext4 /dev/vda /mnt/scratch") < log.index(
+        "repro.sh --mnt /mnt/scratch --bin /repro/repro --src /dev/vdc") < log.index("poweroff -f")
+    # the canary: the same init answers and powers off before touching a disk
+    (root / "stub.log").unlink()
+    (root / "proc" / "cmdline").write_text("console=ttyS0,115200 ph.canary=1\n")
+    proc = subprocess.run([chroot, str(root), "/init"], capture_output=True, text=True, timeout=60, env=env)
+    assert "PH-CANARY-OK" in proc.stdout and "PH-REPRO-EXIT" not in proc.stdout
+    assert not any(ln.startswith("repro.sh") for ln in (root / "stub.log").read_text().splitlines())
+    # a missing disk is an exit status, not a hang
+    (root / "proc" / "cmdline").write_text("console=ttyS0,115200\n")
+    shutil.rmtree(root / "sys" / "block" / "vdc")
+    proc = subprocess.run([chroot, str(root), "/init"], capture_output=True, text=True, timeout=60, env=env)
+    assert "PH-REPRO-EXIT=2" in proc.stdout and "no disk with serial ph-source" in proc.stderr + proc.stdout

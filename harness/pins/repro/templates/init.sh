@@ -36,7 +36,7 @@ mods=$(disk "$MODULES_SERIAL") || finish 2
 mkdir -p "/lib/modules/$rel"
 mount -t ext4 -o ro "$mods" "/lib/modules/$rel" || { echo "ERROR: cannot mount the modules disk $mods"; finish 2; }
 scratch=$(disk "$SCRATCH_SERIAL") || finish 2
-modprobe "$FS" 2>/dev/null
+/usr/bin/modprobe "$FS" 2>/dev/null  # kmod, by path: busybox sh would run its own applet
 mount -t "$FS" "$scratch" /mnt/scratch || { echo "ERROR: cannot mount $scratch ($FS)"; finish 2; }
 set -- --mnt /mnt/scratch --bin /repro/repro
 if [ "$NEEDS_SRC" = 1 ]; then src=$(disk "$SOURCE_SERIAL") || finish 2; set -- "$@" --src "$src"; fi
