@@ -15,7 +15,7 @@ from harness.pins.workloads import WORKLOADS, WorkloadSpec
 KERNEL_FILE = "kernel.json"  # written by matrix.run_cell beside cell.json
 # The options a maintainer asks about first (the pin paths' own come from the workload's kconfig).
 CONFIG_OPTIONS = ("LRU_GEN", "LRU_GEN_ENABLED", "TRANSPARENT_HUGEPAGE", "TRANSPARENT_HUGEPAGE_ALWAYS",
-                  "TRANSPARENT_HUGEPAGE_MADVISE", "MEMCG", "EXT4_FS", "XFS_FS", "BUFFER_HEAD", "GUP_TEST")
+                  "TRANSPARENT_HUGEPAGE_MADVISE", "MEMCG", "EXT4_FS", "XFS_FS", "BUFFER_HEAD")
 
 
 def config_options(workload: str) -> tuple[str, ...]:

@@ -92,6 +92,11 @@ def render(f: Finding, name: str, files: dict) -> str:
         f"File system: {f.fs} on a fresh 512 MiB virtio disk (mkfs defaults). "
         f"Stressors: {', '.join(stressors) or 'none'}.",
         "",
+        "What the program does (every workload has this shape): write the file's pages with pattern A and",
+        "fsync; map it MAP_SHARED; pin the mapping the way the driver does; let writeback and reclaim run while",
+        "the pin is held (the stressors); let the \"device\" write pattern B into the pinned pages; unpin; fsync,",
+        "remount, and read the file back with O_DIRECT: every page the device wrote must read back as B.",
+        "",
         "## Kernel",
         "",
         f"- release: {f.release}",

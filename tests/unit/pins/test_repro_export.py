@@ -374,3 +374,4 @@ def test_init_finds_the_disks_by_serial_and_passes_repro_sh_their_devices(tmp_pa
     shutil.rmtree(root / "sys" / "block" / "vdc")
     proc = subprocess.run([chroot, str(root), "/init"], capture_output=True, text=True, timeout=60, env=env)
     assert "PH-REPRO-EXIT=2" in proc.stdout and "no disk with serial ph-source" in proc.stderr + proc.stdout
+

@@ -13,7 +13,7 @@ from harness.pins.repro.finding import KERNEL_FILE, config_options
 from harness.pins.workloads import WORKLOADS
 from harness.vm.kernel import Kernel
 
-GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "console"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "console"
 WARNING_LOG = GOLDEN / "guest-debian61-odirect-ext4-warning.log"
 RELEASE = "6.1.0-57-amd64"
 CONFIG = "\n".join([
