@@ -92,7 +92,7 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     workdir = artifacts / cell.id
     workdir.mkdir(parents=True, exist_ok=True)
     res = CellResult(cell, release=kernel.release, accel=accel.accel, artifacts=str(workdir))
-    (workdir / KERNEL_FILE).write_text(json.dumps(kernel.record(config_options(cell.workload)), indent=1))
+    (workdir / KERNEL_FILE).write_text(json.dumps(kernel.record(config_options(cell.workload)), indent=1, default=str))
     exp = oracle.expectation(kernel.version_tuple, cell.workload, cell.fs, cell.stressors, config=kernel.config)
     if exp is not None:
         res.expect, res.bug = exp.expect, exp.bug

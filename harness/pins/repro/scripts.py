@@ -227,7 +227,10 @@ def qemu_sh(f: Finding) -> str:
     values = [
         _assign("RELEASE", f.release), _assign("KERNEL_SPEC", f.kernel_spec),
         "# the Debian packages of this kernel (URL SHA256), fetched when KERNEL is not set",
-        _assign("DEBS", debs), _assign("FS", f.fs), _assign("MKFS", [mkfs_tool, *mkfs_args]),
+        _assign("DEBS", debs),
+        "# the kernel the harness booted, used when there is no package and KERNEL is not set",
+        _assign("RECORDED_KERNEL", k.get("image") or ""), _assign("RECORDED_MODULES", k.get("modules_dir") or ""),
+        _assign("FS", f.fs), _assign("MKFS", [mkfs_tool, *mkfs_args]),
         _assign("MKFS_PACKAGE", MKFS_PACKAGE.get(f.fs, mkfs_tool)), _assign("FSCK", FSCK.get(f.fs, [])),
         _assign("SCRATCH_MB", SCRATCH_MB), _assign("NEEDS_SRC", int(_needs_src(f))),
         _assign("SOURCE_PAGES", f.pages + SOURCE_EXTRA_PAGES), _assign("NEEDS_FILL", int(bool(fill_mb))),

@@ -243,6 +243,17 @@ def _small_modules(tmp_path: Path) -> Path:
     return dest
 
 
+def _fake_qemu(tmp_path: Path) -> dict:
+    """A PATH whose qemu-system-x86_64 is FAKE_QEMU (recording into tmp_path/rec), as qemu.sh's environment."""
+    fake_bin, rec = tmp_path / "fakebin", tmp_path / "rec"
+    fake_bin.mkdir()
+    rec.mkdir()
+    (fake_bin / "qemu-system-x86_64").write_text(FAKE_QEMU)
+    (fake_bin / "qemu-system-x86_64").chmod(0o755)
+    return {"PATH": f"{fake_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "ACCEL": "tcg",
+            "TIMEOUT": "60", "FAKE_QEMU_OUT": str(rec)}
+
+
 @pytest.fixture
 def fake_qemu_run(tmp_path):
     """Runs an odirect export's qemu.sh on this host with QEMU faked (FAKE_QEMU); (export, run(**env), record dir)."""
@@ -251,14 +262,9 @@ def fake_qemu_run(tmp_path):
             pytest.skip(f"{tool} not installed")
     modules = _small_modules(tmp_path)
     out, _ = _export(tmp_path, "odirect", stressors=("reclaim",))
-    fake_bin, rec = tmp_path / "fakebin", tmp_path / "rec"
-    fake_bin.mkdir()
-    rec.mkdir()
-    (fake_bin / "qemu-system-x86_64").write_text(FAKE_QEMU)
-    (fake_bin / "qemu-system-x86_64").chmod(0o755)
     (tmp_path / "bzImage").write_bytes(b"fake")
-    base = {"PATH": f"{fake_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "MODULES": str(modules),
-            "KERNEL": str(tmp_path / "bzImage"), "ACCEL": "tcg", "TIMEOUT": "60", "FAKE_QEMU_OUT": str(rec)}
+    base = {**_fake_qemu(tmp_path), "MODULES": str(modules), "KERNEL": str(tmp_path / "bzImage")}
+    rec = tmp_path / "rec"
 
     def run(**env):
         return subprocess.run(["bash", str(out.directory / "qemu.sh")], env={**base, **env}, capture_output=True,
@@ -410,13 +416,7 @@ def test_qemu_sh_fetches_checks_and_unpacks_the_debian_package(tmp_path):
             (cell / name).write_text(json.dumps(d))
         return repro.export(repro.load(cell), tmp_path / sha256[:4] / "out")
 
-    fake_bin, rec = tmp_path / "fakebin", tmp_path / "rec"
-    fake_bin.mkdir()
-    rec.mkdir()
-    (fake_bin / "qemu-system-x86_64").write_text(FAKE_QEMU)
-    (fake_bin / "qemu-system-x86_64").chmod(0o755)
-    env = {"PATH": f"{fake_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "ACCEL": "tcg",
-           "FAKE_QEMU_OUT": str(rec)}
+    env, rec = _fake_qemu(tmp_path), tmp_path / "rec"
     out = export_with(sha)
     proc = subprocess.run(["bash", str(out.directory / "qemu.sh")], env=env, capture_output=True, text=True,
                           timeout=600)
@@ -429,3 +429,25 @@ def test_qemu_sh_fetches_checks_and_unpacks_the_debian_package(tmp_path):
     proc = subprocess.run(["bash", str(bad.directory / "qemu.sh")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 2 and "SHA256 mismatch" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_qemu_sh_boots_the_recorded_kernel_when_there_is_no_package(tmp_path):
+    from repro_cells import fake_kernel
+
+    for tool in ("gcc", "busybox", "cpio", "mkfs.ext4", "modprobe"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed")
+    modules = _small_modules(tmp_path)
+    k = fake_kernel(tmp_path / "built", modules=modules)
+    k.extra.clear()  # a tree or image kernel: no Debian package
+    out = repro.export(repro.load(make_cell(tmp_path, "odirect", stressors=("reclaim",), kernel=k)), tmp_path / "o")
+    env, rec = _fake_qemu(tmp_path), tmp_path / "rec"
+    proc = subprocess.run(["bash", str(out.directory / "qemu.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    argv = next(rec.glob("argv.*")).read_text().splitlines()
+    assert argv[argv.index("-kernel") + 1] == str(k.image)
+    (tmp_path / "built" / "vmlinuz").unlink()  # elsewhere: KERNEL= is asked for in one line
+    proc = subprocess.run(["bash", str(out.directory / "qemu.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 2 and "set KERNEL=/path/to/bzImage MODULES=" in proc.stderr.strip().splitlines()[-1]

@@ -28,6 +28,10 @@ unpack() {  # unpack DEB DIR
     (cd "$t" && ar x "$1" && tar -xf data.tar.* -C "$2")
     rm -rf "$t"
 }
+if [ -z "${KERNEL:-}" ] && [ "${#DEBS[@]}" = 0 ] && [ -f "$RECORDED_KERNEL" ] && [ -d "$RECORDED_MODULES" ]; then
+    KERNEL=$RECORDED_KERNEL MODULES=$RECORDED_MODULES
+    say "no Debian package for this kernel: booting the one the harness booted, $KERNEL"
+fi
 if [ -n "${KERNEL:-}" ]; then
     [ -f "$KERNEL" ] || die "KERNEL=$KERNEL is not a file"
     [ -d "${MODULES:-}" ] || die "set MODULES=/path/to/lib/modules/$RELEASE (the kernel's modules, depmod'ed) with KERNEL"
