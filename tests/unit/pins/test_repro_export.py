@@ -15,7 +15,7 @@ from harness.pins import repro
 from harness.pins.repro import csource, scripts
 from harness.pins.stressors import DISK_DEV, STRESSORS
 from harness.pins.workloads import WORKLOADS, make_source_disk, workload_vm_options
-from repro_cells import GOLDEN, RELEASE, make_cell
+from repro_cells import GOLDEN, RELEASE, WARNING_LOG, make_cell
 
 SHELLCHECK = shutil.which("shellcheck")
 VERBS = Path("/usr/include/infiniband/verbs.h").exists()
@@ -451,3 +451,45 @@ def test_qemu_sh_boots_the_recorded_kernel_when_there_is_no_package(tmp_path):
     proc = subprocess.run(["bash", str(out.directory / "qemu.sh")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 2 and "set KERNEL=/path/to/bzImage MODULES=" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_repro_sh_runs_the_cell_in_a_chroot_of_the_initramfs(tmp_path, fake_qemu_run):
+    """repro.sh's whole flow with the initramfs' bash, busybox and static program, in a chroot: /proc,
+    /sys and /dev/kmsg are plain files (nothing reaches this host's kernel but O_DIRECT reads of a
+    file), mount is a stub, dmesg prints the kmsg file. The DIO writes pattern B: CLEAN; with a
+    WARNING in the kernel log after the marker: REPRODUCED with its title."""
+    chroot = shutil.which("chroot")
+    if os.geteuid() != 0 or not chroot:
+        pytest.skip("chroot needs root")
+    out, run, rec = fake_qemu_run
+    assert run().returncode == 1
+    root = rec / "root"
+    subprocess.run([chroot, str(root), "/bin/busybox", "--install", "-s", "/bin"], check=True, timeout=60)
+    for tool, body in (("usr/sbin/mount", STUB), ("usr/sbin/umount", STUB),
+                       ("usr/bin/dmesg", "#!/bin/busybox sh\ncat /dev/kmsg\n[ -e /inject ] && cat /inject\ntrue\n")):
+        (root / tool).unlink(missing_ok=True)
+        (root / tool).write_text(body)
+        (root / tool).chmod(0o755)
+    for d in ("mnt/scratch", "run", "sys/fs/cgroup/pinharness", "proc/sys/vm"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "sys" / "fs" / "cgroup" / "pinharness" / "memory.reclaim").write_text("")
+    (root / "proc" / "mounts").write_text("/dev/vda /mnt/scratch ext4 rw,relatime 0 0\n")
+    (root / "sys" / "fs" / "cgroup" / "cgroup.subtree_control").write_text("memory\n")
+    (root / "dev" / "kmsg").write_text("")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    subprocess.run([chroot, str(root), "/usr/bin/bash", "/repro/repro.sh", "--make-source", "/srcimg", "80"],
+                   check=True, timeout=120, env=env)
+    argv = [chroot, str(root), "/usr/bin/bash", "/repro/repro.sh", "--mnt", "/mnt/scratch", "--bin", "/repro/repro",
+            "--src", "/srcimg"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "CLEAN: 16/16 pages the device wrote are on disk, no kernel report"
+    assert "repro: running: /repro/repro file=/mnt/scratch/pinned pages=16 cgroup=/sys/fs/cgroup/pinharness " \
+           "reclaim=1 src=/srcimg" in proc.stdout
+    assert (root / "sys" / "fs" / "cgroup" / "pinharness" / "memory.reclaim").read_text() == "1G"
+    assert "mount -t ext4 /dev/vda /mnt/scratch" in (root / "stub.log").read_text()  # the remount
+    assert "pinharness-repro: start" in (root / "dev" / "kmsg").read_text()
+    shutil.copy(WARNING_LOG, root / "inject")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "REPRODUCED: WARNING in ext4_dirty_folio, 0/16 pages lost"
