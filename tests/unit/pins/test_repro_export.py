@@ -336,9 +336,9 @@ def test_qemu_sh_names_the_crash_of_a_guest_that_died(tmp_path, fake_qemu_run):
 STUB = '#!/bin/busybox sh\necho "$(basename "$0") $*" >> /stub.log\n'
 
 
-def test_init_finds_the_disks_by_serial_and_passes_repro_sh_their_devices(tmp_path, fake_qemu_run):
-    """/init of the initramfs qemu.sh packed, run by busybox in a chroot of it: mount, modprobe and poweroff
-    are stubs, no module to insmod, /sys/block and /proc/cmdline plain files, repro.sh a stub that exits 1."""
+@pytest.fixture
+def initramfs_root(fake_qemu_run):
+    """(chroot, root): the initramfs qemu.sh packed, unpacked, with busybox's applets installed as /init would."""
     chroot = shutil.which("chroot")
     if os.geteuid() != 0 or not chroot:
         pytest.skip("chroot needs root")
@@ -346,6 +346,13 @@ def test_init_finds_the_disks_by_serial_and_passes_repro_sh_their_devices(tmp_pa
     assert run().returncode == 1
     root = rec / "root"
     subprocess.run([chroot, str(root), "/bin/busybox", "--install", "-s", "/bin"], check=True, timeout=60)
+    return chroot, root
+
+
+def test_init_finds_the_disks_by_serial_and_passes_repro_sh_their_devices(initramfs_root):
+    """/init of the initramfs qemu.sh packed, run by busybox in a chroot of it: mount, modprobe and poweroff
+    are stubs, no module to insmod, /sys/block and /proc/cmdline plain files, repro.sh a stub that exits 1."""
+    chroot, root = initramfs_root
     # busybox sh runs some applets (insmod, sync) whatever PATH says: load no module into this host's kernel
     (root / "modules" / "order").write_text("")
     for tool in ("usr/sbin/mount", "usr/sbin/umount", "usr/bin/modprobe"):
@@ -453,18 +460,12 @@ def test_qemu_sh_boots_the_recorded_kernel_when_there_is_no_package(tmp_path):
     assert proc.returncode == 2 and "set KERNEL=/path/to/bzImage MODULES=" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_repro_sh_runs_the_cell_in_a_chroot_of_the_initramfs(tmp_path, fake_qemu_run):
+def test_repro_sh_runs_the_cell_in_a_chroot_of_the_initramfs(initramfs_root):
     """repro.sh's whole flow with the initramfs' bash, busybox and static program, in a chroot: /proc,
     /sys and /dev/kmsg are plain files (nothing reaches this host's kernel but O_DIRECT reads of a
     file), mount is a stub, dmesg prints the kmsg file. The DIO writes pattern B: CLEAN; with a
     WARNING in the kernel log after the marker: REPRODUCED with its title."""
-    chroot = shutil.which("chroot")
-    if os.geteuid() != 0 or not chroot:
-        pytest.skip("chroot needs root")
-    out, run, rec = fake_qemu_run
-    assert run().returncode == 1
-    root = rec / "root"
-    subprocess.run([chroot, str(root), "/bin/busybox", "--install", "-s", "/bin"], check=True, timeout=60)
+    chroot, root = initramfs_root
     for tool, body in (("usr/sbin/mount", STUB), ("usr/sbin/umount", STUB),
                        ("usr/bin/dmesg", "#!/bin/busybox sh\ncat /dev/kmsg\n[ -e /inject ] && cat /inject\ntrue\n")):
         (root / tool).unlink(missing_ok=True)
