@@ -3,12 +3,15 @@
 side by side with bare QEMU + a busybox initramfs on the same kernel; plus cold
 and warm guest-image build times.
 
-    python bench/boot.py [--kernel debian:6.1 --kernel debian:6.12] [--runs 5] [--accel tcg] [--no-cold-image]
+    python bench/boot.py [--kernel debian:6.1 --kernel debian:sid] [--runs 5] [--accel tcg] [--no-cold-image]
+
+The bzImage and its PVH vmlinux are measured side by side, interleaved.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,33 +57,51 @@ def main() -> int:
         build_modules_disk(k, paths)
         accel = pick_accel(args.accel, k, paths, work / "accel", log=lambda s: None)
         for cpu in args.cpu or [None]:
-            bench_kernel(k, image, paths, work, accel, cpu, args.runs, args.commands)
+            bench_kernel(k, image, paths, work, accel, cpu, args.runs, args.commands, spec)
     return 0
 
 
-def bench_kernel(k, image, paths, work, accel, cpu, runs, commands) -> None:
-    bare, full, cmds, first_cmd = [], [], [], []
+def whole_command(spec: str, accel: str, pvh: bool) -> float:
+    """`python -m harness boot --kernel SPEC 'uname -r'`, wall time from launch to exit."""
+    argv = [sys.executable, "-m", "harness", "boot", "--kernel", spec, "--accel", accel, "uname -r"]
+    t = time.monotonic()
+    subprocess.run(argv + ([] if pvh else ["--no-pvh"]), check=True, capture_output=True, timeout=600,
+                   cwd=Path(__file__).resolve().parent.parent)
+    return time.monotonic() - t
+
+
+def bench_kernel(k, image, paths, work, accel, cpu, runs, commands, spec) -> None:
+    """Each round runs every variant once (interleaved, so drift hits all alike)."""
+    times: dict[str, list[float]] = {}
+    cmds, first_cmd = [], []
     tag = f"{k.name}-{cpu or 'default'}"
     for i in range(runs):
-        bare.append(canary_boot(k, paths, work / f"{tag}-bare-{i}", accel=accel.accel, timeout=120,
-                                silence=120, cpu_model=cpu))
-        t = time.monotonic()
-        with VM(k, image, paths, work / f"{tag}-full-{i}", VMOptions(accel=accel.accel, cpu_model=cpu),
-                accel=accel, log=lambda s: None) as vm:
-            full.append(time.monotonic() - t)
-            t1 = time.monotonic()
-            vm.run("true", timeout=60)
-            first_cmd.append(time.monotonic() - t1)
-            for _ in range(commands):
+        for pvh in (False, True):
+            label = "PVH vmlinux" if pvh else "bzImage"
+            opts = VMOptions(accel=accel.accel, cpu_model=cpu, pvh=pvh)
+            t = time.monotonic()
+            canary_boot(k, paths, work / f"{tag}-bare-{pvh}-{i}", accel=accel.accel, timeout=120, silence=120,
+                        cpu_model=cpu, options=opts)
+            times.setdefault(f"bare QEMU + busybox initramfs ({label}), launch -> userspace", []).append(
+                time.monotonic() - t)
+            t = time.monotonic()
+            with VM(k, image, paths, work / f"{tag}-full-{pvh}-{i}", opts, accel=accel, log=lambda s: None) as vm:
+                times.setdefault(f"pinharness guest ({label}), launch -> ready (SSH connected)", []).append(
+                    time.monotonic() - t)
                 t1 = time.monotonic()
                 vm.run("true", timeout=60)
-                cmds.append(time.monotonic() - t1)
+                first_cmd.append(time.monotonic() - t1)
+                for _ in range(commands if pvh else 0):
+                    t1 = time.monotonic()
+                    vm.run("true", timeout=60)
+                    cmds.append(time.monotonic() - t1)
+            times.setdefault(f"`python -m harness boot 'uname -r'` ({label}), whole command", []).append(
+                whole_command(spec, accel.accel, pvh))
     print(f"== {k.name} ({k.release}) under {accel.accel}, -cpu {cpu or 'default'}")
-    print(f"bare QEMU + busybox initramfs, launch -> userspace marker: {med(bare)}")
-    print(f"pinharness guest, launch -> ready (sshd up, SSH connected):  {med(full)}")
-    print(f"first SSH command after ready:                             {med(first_cmd)}")
-    print(f"SSH command round trip (`true`):                           "
-          f"{statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
+    for label, xs in times.items():
+        print(f"{label:78} {med(xs)}")
+    print(f"{'first SSH command after ready':78} {med(first_cmd)}")
+    print(f"{'SSH command round trip (`true`)':78} {statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@
 #   NIGHTLY_ACCEL [auto]  NIGHTLY_RUN_ARGS: more `./ph run` arguments (e.g. "--workload odirect")
 #   NIGHTLY_SHARD_TIMEOUT [14400] seconds per shard  NIGHTLY_FAIL_ON_NEW [0]: report exits 1 on NEW problems
 #   NIGHTLY_PYTHON: the Python for merge/compare (default .venv/bin/python, made with the package if missing)
-# Exit status: shard/all: that of `./ph run` (1 = a cell not as the oracle expects); report: 0, or 1 with
+# Exit status: shard/all: that of `./ph run` (1 = a surprise, crash or error that reproduced on re-runs); report: 0, or 1 with
 # NIGHTLY_FAIL_ON_NEW=1 and a NEW problem since last night.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -11,3 +11,16 @@ printf '127.0.0.1 localhost\n127.0.1.1 pinharness\n' > "$root/etc/hosts"
 chroot "$root" ssh-keygen -A >/dev/null
 rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/* "$root/usr/share/doc" "$root/usr/share/man"
 mkdir -p "$root/lib/modules" "$root/mnt/scratch" "$root/root"
+install -d -m 0700 "$root/root/.ssh"
+# What our init mounts after /proc, in one `mount -a`
+cat > "$root/etc/fstab" <<'FSTAB'
+sysfs    /sys                sysfs    defaults           0 0
+devpts   /dev/pts            devpts   gid=5,mode=620     0 0
+tmpfs    /dev/shm            tmpfs    defaults           0 0
+tmpfs    /run                tmpfs    mode=755           0 0
+tmpfs    /tmp                tmpfs    defaults           0 0
+cgroup2  /sys/fs/cgroup      cgroup2  defaults           0 0
+debugfs  /sys/kernel/debug   debugfs  defaults           0 0
+tracefs  /sys/kernel/tracing tracefs  defaults           0 0
+configfs /sys/kernel/config  configfs defaults           0 0
+FSTAB

@@ -9,7 +9,8 @@ from pathlib import Path
 from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
 from harness.vm.host import Paths
-from harness.vm.image import build_rootfs, make_scratch_disk
+from harness.cli.run import say
+from harness.vm.image import MKFS, build_rootfs, make_scratch_disk
 from harness.vm.vm import VM, VMOptions
 
 
@@ -22,21 +23,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     p.add_argument("--memory", type=int, default=1024, metavar="MB")
     p.add_argument("--cpus", type=int, default=1)
-    p.add_argument("--fs", choices=("ext4", "xfs"), help="attach a fresh scratch disk with this file system")
+    p.add_argument("--no-pvh", action="store_true",
+                   help="boot the bzImage as is (default: its uncompressed vmlinux through PVH, no decompression)")
+    p.add_argument("--fs", choices=tuple(MKFS), help="attach a fresh scratch disk with this file system")
     p.add_argument("--artifacts", type=Path, help="directory for the console log etc. (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=300, help="per-command timeout in seconds")
     p.add_argument("commands", nargs="*", help="shell commands to run in the guest, in order")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Harness messages (progress, the KVM fallback) go to stderr: stdout is the guest's output alone."""
     paths = Paths.default()
-    k = debian_src.resolve_spec(args.kernel, paths, modules=args.modules, refresh=args.refresh)
-    image = build_rootfs(paths)
+    k = debian_src.resolve_spec(args.kernel, paths, modules=args.modules, log=say, refresh=args.refresh)
+    image = build_rootfs(paths, log=say)
     workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []
     status = 0
-    with VM(k, image, paths, workdir, VMOptions(memory_mb=args.memory, cpus=args.cpus, accel=args.accel),
-            disks=disks) as vm:
+    with VM(k, image, paths, workdir, VMOptions(memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
+                                                pvh=not args.no_pvh),
+            disks=disks, log=say) as vm:
         print(f"pinharness: {k.name} ({k.release}) up in {vm.boot_seconds:.1f}s under {vm.accel.accel}; "
               f"ssh port {vm.machine.ssh_port}; artifacts in {workdir}", file=sys.stderr)
         for cmd in args.commands:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import subprocess
 import sys
 from typing import Optional, Sequence
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, NoSpace, is_enospc
 
 # command name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,6 +54,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except HarnessError as exc:
         print(f"pinharness: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if not is_enospc(exc):
+            raise
+        where = os.path.dirname(exc.filename) if getattr(exc, "filename", None) else os.getcwd()
+        err = NoSpace.at(where or ".", f"`{args.command}`")
+        print(f"pinharness: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("pinharness: interrupted", file=sys.stderr)
         return 130

@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
+from typing import Sequence
 
 from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
 from harness.results import model as results_mod
 from harness.results.compare import compare
 from harness.vm.host import Paths
-from harness.vm.image import build_rootfs
-from harness.pins.matrix import cells, run_cell
+from harness.errors import HarnessError, named_enospc
+from harness.vm.image import MKFS, build_rootfs
+from harness.cli.progress import Progress
+from harness.pins.confirm import ConfirmPolicy, confirm
+from harness.pins.matrix import Cell, CellResult, LeftOut, cells, needs, run_cell, split_runnable
 from harness.results.outputs import FORMATS, OutputOptions, write_outputs
 from harness.results.shard import shard_arg
 from harness.pins.stressors import STRESSORS
@@ -23,6 +27,12 @@ from harness.pins.workloads import WORKLOADS
 
 def _csv(value: str) -> list[str]:
     return [v for v in value.split(",") if v]
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count: use 0, 1, 2, ...")
+    return int(value)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,40 +63,153 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="guests at once (default 1; each cell has its own ports, sockets and directories)")
     p.add_argument("--previous", type=Path, metavar="OLD.json",
                    help="a previous run's results: 'since last run' in --html, and a comparison printed")
+    p.add_argument("--confirm", type=_count, default=2, metavar="N",
+                   help="run a cell the oracle did not expect N more times, each in a fresh guest (default 2): "
+                        "a surprise seen again fails the run, 'UNEXPECTED (reproduced 3/3)'; one seen once does "
+                        "not, 'FLAKY (1/3)'; 0 believes the first run")
+    p.add_argument("--confirm-known", type=_count, default=None, metavar="N",
+                   help="more runs of a KNOWN-BUG cell, for its reproduction rate (default: as --confirm)")
+    p.add_argument("--all", action="store_true",
+                   help="also the cells the kernels cannot run (their config lacks an option the workload "
+                        "needs; left out by default unless named with --workload): listed as SKIP")
+
+
+def left_out_line(left: Sequence[LeftOut]) -> str:
+    """One line: which cells were left out, which options their workloads need, how to get them."""
+    kernels = ", ".join(dict.fromkeys(lo.cell.kernel for lo in left))
+    what = "; ".join(f"{w} needs {', '.join(opts)}" for w, opts in needs(left).items())
+    return (f"pinharness: left out {len(left)} cells that {kernels} cannot run ({what}): for a kernel that has "
+            "them, `python -m harness build --tree ~/linux --config base,pins`, then --kernel tree:<its build dir>; "
+            "--all lists them as SKIP")
+
+
+def select_cells(args: argparse.Namespace, matrix: list[Cell], kernels: dict, progress: Progress) -> list[Cell]:
+    """The cells to run: the requested ones without those the kernels cannot run (unless --all,
+    or the workload was named), then this runner's shard."""
+    if not args.all:
+        _, left = split_runnable(matrix, kernels)
+        left = [lo for lo in left if lo.cell.workload not in (args.workload or ())]
+        if left:
+            progress.log(left_out_line(left))
+            dropped = {lo.cell for lo in left}
+            matrix = [c for c in matrix if c not in dropped]
+    return args.shard.select(matrix) if args.shard else matrix
+
+
+def choose_accel(args: argparse.Namespace, kernel, paths: Paths, out: Path, progress: Progress):
+    """The accelerator, said once: the fallback warning when KVM is not used, else which one."""
+    said: list[str] = []
+
+    def log(line: str) -> None:
+        said.append(line)
+        progress.log(line)
+
+    accel = pick_accel(args.accel, kernel, paths, out / "_accel", log)
+    if not said:
+        progress.log(f"pinharness: accelerator {accel.accel} ({accel.reason})")
+    return accel
+
+
+def confirm_policy(args: argparse.Namespace) -> ConfirmPolicy:
+    return ConfirmPolicy(args.confirm, args.confirm if args.confirm_known is None else args.confirm_known)
+
+
+def resolve_kernels(args: argparse.Namespace, specs: list[str], paths: Paths, progress: Progress) -> dict:
+    """Every kernel, downloaded and unpacked when needed, before any cell is chosen or run. A
+    download reports through ``progress.download(spec)``: a ``progress(done_bytes, total_bytes)``."""
+    return {s: debian_src.resolve_spec(s, paths, modules=args.modules, log=progress.log, refresh=args.refresh,
+                                       download_progress=progress.download)
+            for s in specs}
+
+
+def say(message: str) -> None:
+    """Harness messages go to stderr; stdout carries the results table (and guest output in `boot`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_fs_names(fss: list[str]) -> None:
+    unknown = [f for f in fss if f not in MKFS]
+    if unknown:
+        raise HarnessError(f"unknown file system {unknown[0]!r}: use one of {', '.join(MKFS)}")
 
 
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
+    progress = Progress(jobs=max(1, args.jobs))
     specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
-    matrix = cells(specs, args.workload or list(WORKLOADS), args.fs or ["ext4", "xfs"], args.stressor)
-    if args.shard:
-        matrix = args.shard.select(matrix)
+    fss = args.fs or ["ext4", "xfs"]
+    check_fs_names(fss)  # every name is checked before anything is downloaded, built or booted
+    requested = cells(specs, args.workload or list(WORKLOADS), fss, args.stressor)
     previous = results_mod.load(args.previous) if args.previous else None
+    kernels = resolve_kernels(args, specs, paths, progress)  # after the checks of the arguments: downloads take time
+    matrix = select_cells(args, requested, kernels, progress)
+    progress.total = len(matrix)
     out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"pinharness: {len(matrix)} cells -> {out}", file=sys.stderr)
-    image = build_rootfs(paths)
-    kernels = {s: debian_src.resolve_spec(s, paths, modules=args.modules, refresh=args.refresh) for s in specs}
-    accel = pick_accel(args.accel, kernels[specs[0]], paths, out / "_accel")
-    print(f"pinharness: accelerator {accel.accel} ({accel.reason})", file=sys.stderr)
+    with named_enospc(out, "the results directory"):
+        out.mkdir(parents=True, exist_ok=True)
+    progress.log(f"pinharness: {len(matrix)} cells -> {out}")
+    policy = confirm_policy(args)
+    done: list = []
+    meta: dict = {"cells_planned": len(matrix), "kernels": {s: k.describe() for s, k in kernels.items()},
+                  "confirm": {"surprises": policy.surprises, "known": policy.known}}
     t0 = time.monotonic()
+    try:
+        image = build_rootfs(paths, log=progress.log)
+        accel = choose_accel(args, kernels[specs[0]], paths, out, progress)
+        meta.update({"accel": accel.accel, "accel_reason": accel.reason})
 
-    def one(i: int, cell):
-        print(f"[{i}/{len(matrix)}] {cell.id} ...", file=sys.stderr, flush=True)
-        res = run_cell(cell, kernels[cell.kernel], image, paths, out, accel,
-                       VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
-                       log=lambda s: print(s, file=sys.stderr))
-        print(f"[{i}/{len(matrix)}] {cell.id}: {res.outcome or res.detail} -> {res.status} ({res.seconds:.0f}s)",
-              file=sys.stderr, flush=True)
-        return res
+        def one(i: int, cell: Cell) -> CellResult:
+            tag = f"[{i}/{len(matrix)}]"
+            progress.log(f"{tag} {cell.id} ...")
+            started = time.monotonic()
 
-    if args.jobs <= 1:
-        done = [one(i, cell) for i, cell in enumerate(matrix, 1)]
-    else:  # each worker thread boots, uses and reaps its own guest
-        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell") as pool:
-            done = list(pool.map(one, range(1, len(matrix) + 1), matrix))
-    meta = {"kernels": {s: k.describe() for s, k in kernels.items()}, "accel": accel.accel,
-            "accel_reason": accel.reason, "seconds": round(time.monotonic() - t0, 1)}
+            def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
+                return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}",
+                                accel, VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
+                                log=progress.log)
+
+            res = confirm(attempt(1), attempt, policy, log=lambda s: progress.log(f"{tag} {s}"))
+            seconds = sum(a.seconds for a in res.attempts) or res.seconds
+            progress.cell_done(time.monotonic() - started, ran=res.status != "SKIP")  # wall time: what the ETA needs
+            progress.log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
+                         f"({seconds:.0f}s){progress.eta_text()}")
+            return res
+
+        with named_enospc(out, "the cells' logs and results"):  # cell.json, console logs, scratch disks
+            if args.jobs <= 1:
+                for i, cell in enumerate(matrix, 1):
+                    done.append(one(i, cell))
+            else:  # each worker thread boots, uses and reaps its own guest
+                pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
+                try:
+                    for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
+                        done.append(fut.result())
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
+    except BaseException as exc:
+        meta["interrupted"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        _remove_scratch_images(out, matrix)
+        if done:  # the cells that finished keep their results, whatever stopped the rest
+            try:
+                _write_results(done, out, meta, t0, args, previous)
+                progress.log(f"pinharness: run stopped after {len(done)} of {len(matrix)} cells; their results: "
+                             f"{out / 'results.json'}")
+            except HarnessError as write_err:
+                progress.log(f"pinharness: warning: could not write the partial results: {write_err}")
+        raise
+    written, extra = _write_results(done, out, meta, t0, args, previous)
+    print(results_mod.table(done))
+    if previous is not None:
+        print(f"\nsince {args.previous}: {compare(previous, written).summary()}")
+    for fmt, path in extra.items():
+        print(f"{fmt}: {path}")
+    print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
+    return 1 if any(results_mod.fails_run(r) for r in done) else 0
+
+
+def _write_results(done: list, out: Path, meta: dict, t0: float, args: argparse.Namespace,
+                   previous) -> tuple[results_mod.RunResults, dict[str, Path]]:
+    meta = {**meta, "seconds": round(time.monotonic() - t0, 1)}
     if args.shard:
         meta["shard"] = str(args.shard)
     results_mod.write_json(done, out / "results.json", meta)
@@ -94,11 +217,12 @@ def run(args: argparse.Namespace) -> int:
     written = results_mod.load(out / "results.json")
     extra = write_outputs(written, out, [f for f in ("ktap", "kcidb", "html") if getattr(args, f)],
                           OutputOptions(previous))
-    print(results_mod.table(done))
-    if previous is not None:
-        print(f"\nsince {args.previous}: {compare(previous, written).summary()}")
-    for fmt, path in extra.items():
-        print(f"{fmt}: {path}")
-    print(f"\nresults: {out / 'results.json'}  junit: {out / 'junit.xml'}  logs: {out}/<cell>/")
-    bad = [r for r in done if not r.ok and r.status != "SKIP"]
-    return 1 if bad else 0
+    return written, extra
+
+
+def _remove_scratch_images(out: Path, matrix) -> None:
+    """An interrupted cell's scratch images (512 MB each) are not results: remove them."""
+    for cell in matrix:
+        for d in (out / cell.id, *sorted(out.glob(f"attempt-*/{cell.id}"))):
+            for img in d.glob("*.img"):
+                img.unlink(missing_ok=True)

@@ -149,6 +149,17 @@ def build_env(base: Optional[dict] = None, extra: Sequence[tuple[str, str]] = ()
     return env
 
 
+# make's own "Error N" / "Leaving directory" lines say nothing: the first line that names a cause does
+FIRST_ERROR = re.compile(r"not found|No such file|error:|Error:|cannot|\*\*\* [^\[]")
+
+
+def first_error(output: str) -> str:
+    """The line of a failed make that names the cause (``flex: not found``), else the last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    cause = next((ln for ln in lines if FIRST_ERROR.search(ln) and not ln.startswith("make")), None)
+    return cause or (lines[-1] if lines else "")
+
+
 def _run_quiet(argv: list[str], cwd: Path, what: str, timeout: float = 600, env: Sequence = ()) -> str:
     try:
         proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
@@ -156,8 +167,7 @@ def _run_quiet(argv: list[str], cwd: Path, what: str, timeout: float = 600, env:
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what} timed out after {timeout:.0f}s")
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        raise BuildError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+        raise BuildError(f"{what} failed: {first_error(proc.stderr + proc.stdout) or f'exit {proc.returncode}'}")
     return proc.stdout + proc.stderr
 
 

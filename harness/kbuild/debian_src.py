@@ -69,8 +69,11 @@ def build_source(line: str, paths: Paths, configs: Sequence[str] = build_mod.DEF
 
 
 def resolve_spec(spec: str, paths: Paths, modules: Optional[Path] = None, log: Callable[[str], None] = print,
-                 refresh: bool = False) -> Kernel:
-    """Any kernel spec: debian-src:LINE here, the rest by harness.vm.kernel.resolve."""
+                 refresh: bool = False, download_progress: Optional[Callable[[str], debian.Progress]] = None
+                 ) -> Kernel:
+    """Any kernel spec: debian-src:LINE here, the rest by harness.vm.kernel.resolve.
+    ``download_progress(package)`` gives the ``progress(done_bytes, total_bytes)`` of one download."""
     if spec.startswith(PREFIX):
         return build_source(spec[len(PREFIX):], paths, log=log, refresh=refresh)
-    return kernel_mod.resolve(spec, paths, modules=modules, log=log, refresh=refresh)
+    kw = {"download_progress": download_progress} if download_progress else {}
+    return kernel_mod.resolve(spec, paths, modules=modules, log=log, refresh=refresh, **kw)

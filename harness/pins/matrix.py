@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from harness.crash import console
 from harness.pins import oracle
@@ -47,8 +47,8 @@ class Cell:
 class CellResult:
     cell: Cell
     release: str = ""
-    status: str = "NOT-RUN"  # verdict status, SKIP or ERROR
-    ok: bool = False
+    status: str = "NOT-RUN"  # verdict status, SKIP, ERROR, or FLAKY (confirm.py)
+    ok: bool = False  # the verdict does not fail the run (EXPECTED, KNOWN-BUG, FLAKY)
     outcome: str = ""
     kind: str = ""
     titles: list = field(default_factory=list)
@@ -64,11 +64,21 @@ class CellResult:
     accel: str = ""
     artifacts: str = ""
     run: dict = field(default_factory=dict)
+    # confirmation (confirm.py): how often the cell ran, how many runs showed the first run's verdict,
+    # and every run (first first) when it ran more than once; the fields above are the first run's
+    runs: int = 1
+    reproduced: int = 1
+    attempts: list["CellResult"] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cell"] = {**asdict(self.cell), "id": self.cell.id, "stressors": list(self.cell.stressors)}
+        d["attempts"] = [a.attempt_dict() for a in self.attempts]
         return d
+
+    def attempt_dict(self) -> dict:
+        """One run of a confirmed cell, as kept in its ``attempts`` (the cell is the parent's)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("cell", "attempts", "runs", "reproduced")}
 
 
 def cells(kernels: Sequence[str], workloads: Sequence[str], fss: Sequence[str],
@@ -83,6 +93,37 @@ def cells(kernels: Sequence[str], workloads: Sequence[str], fss: Sequence[str],
                 for st in (stressors or ["+".join(WORKLOADS[w].default_stressors)]):
                     out.append(Cell(k, w, fs, stressors_mod.parse(st)))
     return out
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A cell its kernel cannot run: the workload needs options the kernel's config lacks."""
+
+    cell: Cell
+    missing: tuple[str, ...]  # CONFIG_ names
+
+
+def split_runnable(matrix: Sequence[Cell], kernels: Mapping[str, Kernel]) -> tuple[list[Cell], list[LeftOut]]:
+    """The cells whose kernel can run them, and the others, decided before any boot from the
+    kernel's config; a kernel whose config is unknown keeps all its cells (run_cell decides)."""
+    keep: list[Cell] = []
+    left: list[LeftOut] = []
+    for c in matrix:
+        kernel = kernels[c.kernel]
+        missing = tuple(kernel.missing_config(*WORKLOADS[c.workload].kconfig)) if kernel.config else ()
+        if missing:
+            left.append(LeftOut(c, missing))
+        else:
+            keep.append(c)
+    return keep, left
+
+
+def needs(left: Sequence[LeftOut]) -> dict[str, list[str]]:
+    """Workload -> the options it needs that some kernel lacked (in first-seen order)."""
+    out: dict[str, dict[str, None]] = {}
+    for lo in left:
+        out.setdefault(lo.cell.workload, {}).update(dict.fromkeys(lo.missing))
+    return {w: list(opts) for w, opts in out.items()}
 
 
 def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifacts: Path,

@@ -10,10 +10,15 @@ The rule, first match wins (``RULES`` below says the same in one line each):
 1. only in the new run -> ADDED; only in the old run -> REMOVED
 2. same facets and same verdict -> UNCHANGED
 3. same facets, other verdict -> CHANGED (the oracle changed, not the kernel)
-4. other facets, *same kernel release* -> FLAKY: the outcome changed while the kernel
+4. other facets, and the new run's verdict is FLAKY (its surprise did not reproduce on the
+   re-runs, pins/confirm.py) -> FLAKY, never NEW
+5. other facets, *same kernel release* -> FLAKY: the outcome changed while the kernel
    did not, so it is the race (or the runner), not a regression; never counted as NEW
-5. other facets, other release: a problem facet (crash, warning, data loss, pin leak,
+6. other facets, other release: a problem facet (crash, warning, data loss, pin leak,
    error) appeared -> NEW; else one went away -> FIXED; else -> CHANGED
+
+A FLAKY cell's facets are its first run's, each marked ``FLAKY ...``: they compare, but they
+are not problems, so a surprise that did not reproduce is never NEW nor, when it goes, FIXED.
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ import errno as errno_mod
 from dataclasses import dataclass
 from typing import Optional
 
+from harness.pins.confirm import FLAKY
 from harness.pins.matrix import CellResult
-from harness.results.model import RunResults
+from harness.results.model import RunResults, verdict_text
 
 CHANGE_KINDS = ("NEW", "FIXED", "CHANGED", "FLAKY", "ADDED", "REMOVED", "UNCHANGED")
 PROBLEM_FACETS = ("CRASH", "WARNING", "DATA-LOSS", "PIN-LEAK", "ERROR")
@@ -35,7 +41,8 @@ RULES: dict[str, str] = {
     "UNCHANGED": "same facets (crash/warning titles, data loss, pin leak, errno, error, skip) and same verdict",
     "CHANGED": "same facets but another verdict (the oracle changed), or other facets with no problem "
                "appearing or going away (e.g. another errno)",
-    "FLAKY": "other facets while the kernel release stayed the same: the race or the runner, not the kernel",
+    "FLAKY": "other facets while the kernel release stayed the same (the race or the runner, not the kernel), "
+             "or other facets where the new run's surprise did not reproduce on its re-runs (verdict FLAKY)",
     "NEW": "the kernel release changed and a problem facet (crash, warning, data loss, pin leak, error) appeared",
     "FIXED": "the kernel release changed and problem facets went away without new ones appearing",
 }
@@ -56,6 +63,8 @@ def facets(r: CellResult) -> frozenset[str]:
         out.add("SKIP")
     if r.pin_errno:
         out.add(f"PROTECTED({errno_mod.errorcode.get(r.pin_errno, r.pin_errno)})")
+    if r.status == FLAKY:
+        return frozenset(f"{FLAKY} {f}" for f in out) | {FLAKY}
     return frozenset(out)
 
 
@@ -99,7 +108,7 @@ class CellChange:
 def _outcome(r: Optional[CellResult]) -> str:
     if r is None:
         return ""
-    return f"{r.outcome or r.status} [{r.status}]"
+    return f"{r.outcome or r.status} [{verdict_text(r)}]"
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ def classify(old: Optional[CellResult], new: Optional[CellResult], old_release: 
     base.update(appeared=appeared, gone=gone)
     if fo == fn:
         return CellChange(kind="UNCHANGED" if old.status == new.status else "CHANGED", **base)
-    if old_release and old_release == new_release:
+    if new.status == FLAKY or (old_release and old_release == new_release):
         return CellChange(kind="FLAKY", **base)
     return CellChange(kind="NEW" if appeared else "FIXED" if gone else "CHANGED", **base)
 

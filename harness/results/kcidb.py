@@ -4,6 +4,8 @@ One checkout and one build per kernel, one test per matrix cell. Ids are
 ``pinharness:<...>``; a test id carries the run (``run_id``, default the results'
 creation time) so every night's tests are distinct. A known bug that behaved as expected
 is a FAIL with ``waived: true`` (the kernel is faulty, and nobody needs alerting).
+A surprise that did not reproduce on its re-runs (FLAKY) is DONE: no verdict on the kernel;
+``misc`` carries the rate (``runs``, ``reproduced``) and every run's outcome (``attempts``).
 The crash titles and the symbolized reports (the cell's reports.txt) go into ``log_excerpt``.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Optional
 from urllib.parse import quote
 
 from harness.pins.matrix import CellResult
-from harness.results.model import CONSOLE_FILE, REPORTS_FILE, RunResults, effective_status, excerpt
+from harness.results.model import CONSOLE_FILE, REPORTS_FILE, RunResults, effective_status, excerpt, verdict_text
 
 ORIGIN = "pinharness"
 KCIDB_VERSION = {"major": 4, "minor": 3}  # 4.2 added MISS; nothing here needs more
@@ -26,6 +28,7 @@ ARCHITECTURE = "x86_64"
 KCIDB_STATUS: dict[str, str] = {
     "EXPECTED": "PASS",
     "KNOWN-BUG": "FAIL",
+    "FLAKY": "DONE",  # surprised once in several runs, never again: no verdict on the kernel
     "CRASH": "FAIL",
     "UNEXPECTED": "FAIL",
     "UNEXPECTED-ALLOW": "FAIL",
@@ -69,13 +72,15 @@ def _test(run: RunResults, r: CellResult, run_id: str, base_url: Optional[str]) 
         "build_id": _kernel_ids(c.kernel, run.release(r))[1],
         "origin": ORIGIN,
         "path": ".".join(_slug(p, "_-") for p in (ORIGIN, c.workload, c.fs, "+".join(c.stressors) or "none")),
-        "comment": f"{c.id}: {r.outcome or r.detail}"[:1000],
+        "comment": f"{c.id}: {r.outcome or r.detail} [{verdict_text(r)}]"[:1000],
         "status": status,
         "waived": verdict in WAIVED_STATUSES,
         "duration": float(r.seconds),
         "environment": {"comment": f"QEMU {r.accel or run.meta.get('accel', '')}".strip(),
                         "misc": {"accel": r.accel, "boot_seconds": r.boot_seconds}},
-        "misc": {"verdict": verdict, "outcome": r.outcome, "expected": r.expect, "titles": list(r.titles),
+        "misc": {"verdict": verdict, "verdict_text": verdict_text(r), "runs": r.runs, "reproduced": r.reproduced,
+                 "attempts": [{"status": a.status, "outcome": a.outcome, "titles": list(a.titles)} for a in r.attempts],
+                 "outcome": r.outcome, "expected": r.expect, "titles": list(r.titles),
                  "lost_pages": r.lost_pages, "device_pages": r.device_pages, "pin_errno": r.pin_errno,
                  "fsck_clean": r.fsck_clean, "detail": r.detail, "kernel_spec": c.kernel,
                  "workload": c.workload, "fs": c.fs, "stressors": list(c.stressors)},

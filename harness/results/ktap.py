@@ -2,19 +2,22 @@
 
 Per cell: diagnostic lines (``# outcome: ...``, ``# title: ...``) and then its result line,
 ``ok N <cell id>`` / ``not ok N <cell id>``, with ``# SKIP <reason>`` for skipped cells and
-``# XFAIL`` (as kselftest prints it) for a known kernel bug that behaved as expected.
+``# XFAIL`` (as kselftest prints it) for a known kernel bug that behaved as expected. A cell that
+ran more than once (confirmation) says so in its verdict line (``verdict UNEXPECTED (reproduced
+3/3)``, ``verdict FLAKY (1/3)``: ``ok``) and lists every run (``# run 2: CLEAN [EXPECTED]``).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from harness.results.model import RunResults, effective_status
+from harness.results.model import RunResults, effective_status, verdict_text
 
 # effective verdict status -> (KTAP result, directive)
 KTAP_STATUS: dict[str, tuple[str, str]] = {
     "EXPECTED": ("ok", ""),
     "KNOWN-BUG": ("ok", "XFAIL"),
+    "FLAKY": ("ok", ""),  # surprised once, not reproduced: the rate is in the diagnostics
     "SKIP": ("ok", "SKIP"),
     "CRASH": ("not ok", ""),
     "UNEXPECTED": ("not ok", ""),
@@ -38,7 +41,7 @@ def render(run: RunResults) -> str:
     for n, r in enumerate(run.cells, 1):
         status = effective_status(r)
         result, directive = KTAP_STATUS.get(status, ("not ok", ""))
-        lines.append(f"# {r.cell.id}: kernel {_line(run.release(r) or r.cell.kernel)}, verdict {status}")
+        lines.append(f"# {r.cell.id}: kernel {_line(run.release(r) or r.cell.kernel)}, verdict {verdict_text(r)}")
         if r.outcome:
             lines.append(f"# outcome: {_line(r.outcome)}")
         if r.expect:
@@ -46,6 +49,7 @@ def render(run: RunResults) -> str:
         lines += [f"# title: {_line(t)}" for t in r.titles]
         if r.detail and status != "SKIP":
             lines.append(f"# detail: {_line(r.detail)}")
+        lines += [f"# run {i}: {_line(a.outcome or a.detail)} [{a.status}]" for i, a in enumerate(r.attempts, 1)]
         suffix = ""
         if directive == "SKIP":
             suffix = f" # SKIP {_line(r.detail)}".rstrip()

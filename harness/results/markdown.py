@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 from harness.pins.matrix import CellResult
-from harness.results.model import RunResults, effective_status
-from harness.results.summary import CHANGE_STYLE, DETAIL_STATUSES, Summary, accel_note, build, headline, lost_text, short_outcome, style
+from harness.results.model import RunResults, effective_status, verdict_text
+from harness.results.summary import (CHANGE_STYLE, DETAIL_STATUSES, Summary, accel_note, build, headline, lost_text,
+                                     runs_text, short_outcome, style)
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
@@ -27,7 +28,7 @@ def _md_slot(cells: list[CellResult], s: Summary) -> str:
     parts = []
     for r in cells:
         status = effective_status(r)
-        bits = [f"{style(status)[2]} **{md(status)}**"] + ([md(short_outcome(r))] if short_outcome(r) else [])
+        bits = [f"{style(status)[2]} **{md(verdict_text(r))}**"] + ([md(short_outcome(r))] if short_outcome(r) else [])
         if s.changes.get(r.cell.id):
             bits[0] += f" {CHANGE_STYLE.get(s.changes[r.cell.id], ('', '', ''))[2]} {md(s.changes[r.cell.id])}"
         if lost_text(r):
@@ -37,6 +38,8 @@ def _md_slot(cells: list[CellResult], s: Summary) -> str:
             bits.append(md(r.detail[:160]))
         if len(cells) > 1:
             bits.append("stressors " + md("+".join(r.cell.stressors)))
+        if r.attempts:
+            bits.append(md(runs_text(r)))
         parts.append("<br>".join(bits))
     return "<br><br>".join(parts) or "not in this run"
 
@@ -51,6 +54,9 @@ def render_markdown(s: Summary, title: str = "pinharness matrix") -> str:
     for k in s.kernels:
         cells = [_md_slot(s.slots.get((k, w, fs), []), s) for w, fs in s.columns]
         out.append(f"| **{md(k)}**<br>{md(s.release(k))} | " + " | ".join(cells) + " |")
+    if s.not_every_run:
+        out += ["", "### Flaky: not reproduced on every run", ""]
+        out += [f"- {md(r.cell.id)}: **{md(verdict_text(r))}**, {md(runs_text(r))}" for r in s.not_every_run]
     out += ["", "### Since last run", ""]
     if s.comparison is None:
         out.append("No previous results to compare with.")

@@ -5,6 +5,7 @@ JUnit here, KTAP (render_ktap), kcidb (render_kcidb), HTML/Markdown (summary), d
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,9 +13,10 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, named_enospc
+from harness.pins import confirm
 from harness.pins.matrix import Cell, CellResult
 
 FORMAT_VERSION = 1  # the "pinharness" key of results.json
@@ -22,7 +24,7 @@ REPORTS_FILE = "reports.txt"  # per-cell symbolized crash reports (matrix.run_ce
 CONSOLE_FILE = "vm/console.log"  # per-cell serial console
 
 # verdict status -> JUnit element (None = passed)
-JUNIT_STATUS = {"EXPECTED": None, "KNOWN-BUG": None, "SKIP": "skipped", "ERROR": "error", "CRASH": "failure",
+JUNIT_STATUS = {"EXPECTED": None, "KNOWN-BUG": None, "FLAKY": None, "SKIP": "skipped", "ERROR": "error", "CRASH": "failure",
                 "UNEXPECTED": "failure", "UNEXPECTED-ALLOW": "failure", "UNEXPECTED-REFUSE": "failure",
                 "NO-ORACLE": "failure", "NOT-RUN": "error"}
 PASS_STATUSES = {s for s, kind in JUNIT_STATUS.items() if kind is None}
@@ -52,6 +54,16 @@ class RunResults:
 def effective_status(r: CellResult) -> str:
     """The verdict status, except that a passing status with ok=False counts as UNEXPECTED."""
     return "UNEXPECTED" if r.status in PASS_STATUSES and not r.ok else r.status
+
+
+def verdict_text(r: CellResult) -> str:
+    """The effective status with the confirmation rate: ``UNEXPECTED (reproduced 3/3)``, ``FLAKY (1/3)``."""
+    return confirm.verdict_text(effective_status(r), r)
+
+
+def fails_run(r: CellResult) -> bool:
+    """Whether the cell makes `run` exit 1: a surprise (reproduced, or never re-run), a crash, an error."""
+    return r.status != "SKIP" and not r.ok
 
 
 def headline(r: CellResult) -> str:
@@ -94,47 +106,99 @@ def excerpt(r: CellResult, limit: int = 12000, console_lines: int = 60) -> str:
 
 # --------------------------------------------------------------------------- text table
 
+SHORT_TITLE_MAX = 28  # characters of a title without " in <function>" kept in the outcome column
+OUTCOME_COLUMN_MAX = 48
+
+
+def short_title(title: str) -> str:
+    """A report title as the terminal's outcome column shows it: the function after the last
+    " in " (``WARNING in ext4_dirty_folio`` -> ``ext4_dirty_folio``), else the title, cut."""
+    head, sep, func = title.rpartition(" in ")
+    if sep and head and func and " " not in func.strip():
+        return func.strip()
+    return title if len(title) <= SHORT_TITLE_MAX else title[:SHORT_TITLE_MAX - 1] + "…"
+
+
+def terminal_outcome(r: CellResult) -> str:
+    """The outcome with short titles, ``WARNING(ext4_dirty_folio)+DATA-LOSS(16)``, cut to the column."""
+    text = r.outcome
+    for t in r.titles:
+        text = text.replace(f"({t})", f"({short_title(t)})")
+    text = text or r.detail
+    return text if len(text) <= OUTCOME_COLUMN_MAX else text[:OUTCOME_COLUMN_MAX - 1] + "…"
+
+
+def legend(results: Sequence[CellResult]) -> list[str]:
+    """Lines naming the full title behind every shortened one, once each."""
+    seen = dict.fromkeys(t for r in results for t in r.titles if short_title(t) != t)
+    return [f"  {short_title(t)}: {t}" for t in seen]
+
+
 def table(results: Sequence[CellResult]) -> str:
     rows = [("kernel", "workload", "fs", "stressors", "outcome", "lost", "verdict")]
     for r in results:
         lost = f"{r.lost_pages}/{r.device_pages}" if r.device_pages else "-"
-        verdict = r.status + ("" if r.ok or r.status in ("SKIP",) else " !")
+        verdict = verdict_text(r) + (" !" if fails_run(r) else "")
         rows.append((r.release or r.cell.kernel, r.cell.workload, r.cell.fs, "+".join(r.cell.stressors),
-                     r.outcome or r.detail[:60], lost, verdict))
+                     terminal_outcome(r), lost, verdict))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = legend(results)
+    if notes:
+        lines += ["", f"titles (full reports: <cell>/{REPORTS_FILE}):"] + notes
+    flaky = [r for r in results if confirm.partial(r)]
+    if flaky:
+        lines += ["", "not reproduced on every run (every run: results.json attempts, <out>/attempt-N/<cell>/):"]
+        lines += [f"  {r.cell.id}: {verdict_text(r)}, first run {terminal_outcome(r)}" for r in flaky]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- results JSON
 
+@contextlib.contextmanager
+def complete_or_absent(path: Path) -> Iterator[None]:
+    """Writing ``path``: a failure leaves no half-written file, and a full disk is NoSpace naming it."""
+    try:
+        with named_enospc(path.parent, f"writing {path.name}"):
+            yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
 def write_json(results: Sequence[CellResult], path: Path, meta: dict) -> Path:
     doc = {"pinharness": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **meta,
            "cells": [r.to_dict() for r in results]}
-    path.write_text(json.dumps(doc, indent=1))
+    with complete_or_absent(path):
+        path.write_text(json.dumps(doc, indent=1))
     return path
 
 
-def cell_result_from_dict(d: dict) -> CellResult:
-    """The inverse of CellResult.to_dict(); unknown keys (from a newer writer) are ignored."""
-    c = d["cell"]
-    cell = Cell(str(c["kernel"]), str(c["workload"]), str(c["fs"]), tuple(c["stressors"]))
-    names = {f.name for f in fields(CellResult)} - {"cell"}
-    return CellResult(cell, **{k: v for k, v in d.items() if k in names})
+def cell_result_from_dict(d: dict, cell: Optional[Cell] = None) -> CellResult:
+    """The inverse of CellResult.to_dict() (``cell`` given: of attempt_dict()); unknown keys (from a
+    newer writer) are ignored; results without confirmation fields read as one run."""
+    if cell is None:
+        c = d["cell"]
+        cell = Cell(str(c["kernel"]), str(c["workload"]), str(c["fs"]), tuple(c["stressors"]))
+    names = {f.name for f in fields(CellResult)} - {"cell", "attempts"}
+    attempts = [cell_result_from_dict(a, cell) for a in d.get("attempts") or []]
+    return CellResult(cell, **{k: v for k, v in d.items() if k in names}, attempts=attempts)
 
 
-def _resolve_artifacts(r: CellResult, base: Path) -> str:
+def _resolve_artifacts(r: CellResult, base: Path, attempt: bool = False) -> str:
     """The cell's artifacts directory on this machine: relative paths are relative to the
     results file; for an absolute one (written by `run`), the directory of the same name next
     to the results file wins (the results directory was copied, or downloaded from a CI
-    shard), then the path itself."""
+    shard), then the path itself. A re-run (``attempt``) lives one level down: attempt-N/<cell>."""
     if not r.artifacts:
         return str(base / r.cell.id)
     p = Path(r.artifacts)
     if not p.is_absolute():
         return str(base / p)
-    for candidate in (base / p.name, p, base / r.cell.id):
+    near = base / p.parent.name / p.name if attempt else base / p.name
+    for candidate in (near, p, base / r.cell.id):
         if candidate.is_dir():
             return str(candidate)
     return str(p)
@@ -163,6 +227,10 @@ def loads(text: str, path: Optional[Path] = None) -> RunResults:
     base = path.parent if path else Path.cwd()
     for r in cells:
         r.artifacts = _resolve_artifacts(r, base)
+        for a in r.attempts[1:]:
+            a.artifacts = _resolve_artifacts(a, base, attempt=True)
+        if r.attempts:
+            r.attempts[0].artifacts = r.artifacts
     meta = {k: v for k, v in doc.items() if k not in ("cells", "pinharness")}
     return RunResults(cells, meta, path)
 
@@ -232,11 +300,13 @@ def write_run(run: RunResults, path: Path) -> Path:
     docs = []
     for r in run.cells:
         d = r.to_dict()
-        if r.artifacts:
-            d["artifacts"] = os.path.relpath(Path(r.artifacts).resolve(), base)
+        for doc, res in [(d, r), *zip(d["attempts"], r.attempts)]:
+            if res.artifacts:
+                doc["artifacts"] = os.path.relpath(Path(res.artifacts).resolve(), base)
         docs.append(d)
     doc = {"pinharness": FORMAT_VERSION, **run.meta, "cells": docs}
-    path.write_text(json.dumps(doc, indent=1))
+    with complete_or_absent(path):
+        path.write_text(json.dumps(doc, indent=1))
     return path
 
 
@@ -250,6 +320,22 @@ def xml_text(s: str) -> str:
     return _XML_INVALID.sub("\ufffd", s)
 
 
+def _junit_reruns(tc: ET.Element, r: CellResult, kind: Optional[str]) -> None:
+    """The confirmation runs, as Maven Surefire's rerun elements (Jenkins and others read them):
+    a FLAKY cell passes with a ``flakyFailure``/``flakyError`` per surprising run; a reproduced
+    failure or error carries a ``rerunFailure``/``rerunError`` per re-run that failed too."""
+    if kind is None and r.status == confirm.FLAKY:
+        surprising, prefix = [a for a in r.attempts if not a.ok], "flaky"
+    elif kind in ("failure", "error"):
+        surprising, prefix = [a for a in r.attempts[1:] if not a.ok], "rerun"
+    else:
+        return
+    for a in surprising:
+        tag = prefix + ("Error" if JUNIT_STATUS.get(a.status) == "error" else "Failure")
+        el = ET.SubElement(tc, tag, message=xml_text(f"{a.status}: {headline(a)}"[:500]), type=a.status)
+        el.text = xml_text(f"{a.outcome or a.detail}\nartifacts: {a.artifacts}")
+
+
 def write_junit(results: Sequence[CellResult], path: Path) -> Path:
     suite = ET.Element("testsuite", name="pinharness", tests=str(len(results)))
     counts = {"failure": 0, "error": 0, "skipped": 0}
@@ -261,15 +347,19 @@ def write_junit(results: Sequence[CellResult], path: Path) -> Path:
             kind = "failure"
         if kind:
             counts[kind] += 1
-            el = ET.SubElement(tc, kind, message=xml_text(f"{r.status}: {headline(r)}"[:500]))
+            el = ET.SubElement(tc, kind, message=xml_text(f"{verdict_text(r)}: {headline(r)}"[:500]))
             el.text = xml_text(r.detail)
+        _junit_reruns(tc, r, kind)
         out = ET.SubElement(tc, "system-out")
-        text = f"outcome: {r.outcome}\nexpected: {r.expect}\nverdict: {r.status}\nartifacts: {r.artifacts}\n"
+        text = f"outcome: {r.outcome}\nexpected: {r.expect}\nverdict: {verdict_text(r)}\nartifacts: {r.artifacts}\n"
+        text += "".join(f"run {n}: {a.outcome or a.detail} [{a.status}] {a.artifacts}\n"
+                        for n, a in enumerate(r.attempts, 1))
         attached = excerpt(r) if kind in ("failure", "error") else ""
         if attached:
             text += f"\n{attached}\n"
         out.text = xml_text(text)
     for k, v in counts.items():
         suite.set({"failure": "failures", "error": "errors", "skipped": "skipped"}[k], str(v))
-    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+    with complete_or_absent(path):
+        ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
     return path

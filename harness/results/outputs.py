@@ -10,7 +10,7 @@ from harness.results import ktap as render_ktap
 from harness.results import markdown as render_markdown
 from harness.results import model as results
 from harness.results import summary
-from harness.errors import HarnessError
+from harness.errors import HarnessError, named_enospc
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ def write_outputs(run: results.RunResults, out_dir: Path, formats: Sequence[str]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise HarnessError(f"unknown output format {', '.join(unknown)}: use {', '.join(FORMATS)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with named_enospc(out_dir, "the results directory"):
+        out_dir.mkdir(parents=True, exist_ok=True)
     opts = options or OutputOptions()
-    return {f: FORMATS[f][1](run, out_dir / FORMATS[f][0], opts) for f in formats}
+    written = {}
+    for f in formats:
+        path = out_dir / FORMATS[f][0]
+        with results.complete_or_absent(path):
+            written[f] = FORMATS[f][1](run, path, opts)
+    return written

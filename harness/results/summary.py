@@ -17,12 +17,14 @@ from urllib.parse import quote
 
 from harness.results.compare import Comparison, compare
 from harness.pins.matrix import CellResult
-from harness.results.model import CONSOLE_FILE, REPORTS_FILE, RunResults, artifact, effective_status
+from harness.pins import confirm
+from harness.results.model import CONSOLE_FILE, REPORTS_FILE, RunResults, artifact, effective_status, verdict_text
 
 # effective verdict status -> (background colour, legend text, Markdown marker)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "EXPECTED": ("#cdebd3", "as the oracle expects", "🟩"),
     "KNOWN-BUG": ("#fbe7a1", "a known kernel bug, as expected", "🟨"),
+    "FLAKY": ("#e9e3c9", "surprised once, not reproduced by the re-runs", "🔸"),
     "UNEXPECTED": ("#f4b4b8", "not what the oracle expects", "🟥"),
     "UNEXPECTED-ALLOW": ("#f4b4b8", "the pin was allowed, expected refused", "🟥"),
     "UNEXPECTED-REFUSE": ("#f6cfa8", "the pin was refused, expected allowed", "🟧"),
@@ -67,6 +69,11 @@ class Summary:
             out[s] = out.get(s, 0) + 1
         return out
 
+    @property
+    def not_every_run(self) -> list[CellResult]:
+        """Confirmed cells whose first outcome did not show on every run (FLAKY, known bugs below n/n)."""
+        return [r for r in self.run.cells if confirm.partial(r)]
+
     def release(self, kernel: str) -> str:
         rels = {self.run.release(r) for r in self.run.cells if r.cell.kernel == kernel} - {""}
         return ", ".join(sorted(rels)) or str((self.run.kernels.get(kernel) or {}).get("release", ""))
@@ -86,13 +93,23 @@ def build(run: RunResults, previous: Optional[RunResults] = None) -> Summary:
     return Summary(run, kernels, columns, slots, cmp, previous, changes)
 
 
-def short_outcome(r: CellResult) -> str:
-    """The outcome without the titles (they are listed, and linked, separately); '' when that
-    would only repeat the verdict (a CRASH cell's outcome is CRASH(title))."""
+def _without_titles(r: CellResult) -> str:
     text = r.outcome
     for t in r.titles:
         text = text.replace(f"({t})", "")
+    return text
+
+
+def short_outcome(r: CellResult) -> str:
+    """The outcome without the titles (they are listed, and linked, separately); '' when that
+    would only repeat the verdict (a CRASH cell's outcome is CRASH(title))."""
+    text = _without_titles(r)
     return "" if text == r.status else text
+
+
+def runs_text(r: CellResult) -> str:
+    """Every run of a confirmed cell, one outcome each (titles left out): 'runs: PIN-LEAK(1), CLEAN, CLEAN'."""
+    return "runs: " + ", ".join(_without_titles(a) or a.status for a in r.attempts) if r.attempts else ""
 
 
 def lost_text(r: CellResult) -> str:
@@ -163,7 +180,7 @@ def _html_result(r: CellResult, s: Summary, page_dir: Path, several: bool) -> st
     href = report_link(r, page_dir)
     titles = "".join(f'<li><a href="{esc(href)}">{esc(t)}</a></li>' if href else f"<li>{esc(t)}</li>"
                      for t in r.titles)
-    parts = [f'<div class="res" title="{esc(r.detail)}"><span class="verdict">{esc(status)}</span>{badge}']
+    parts = [f'<div class="res" title="{esc(r.detail)}"><span class="verdict">{esc(verdict_text(r))}</span>{badge}']
     if short_outcome(r):
         parts.append(f'<div class="outcome">{esc(short_outcome(r))}</div>')
     if lost_text(r):
@@ -172,7 +189,8 @@ def _html_result(r: CellResult, s: Summary, page_dir: Path, several: bool) -> st
         parts.append(f'<ul class="titles">{titles}</ul>')
     elif href and status not in ("EXPECTED", "SKIP"):
         parts.append(f'<div class="small"><a href="{esc(href)}">console log</a></div>')
-    small = [f"expected {r.expect}" if r.expect else "", "stressors " + "+".join(r.cell.stressors) if several else ""]
+    small = [f"expected {r.expect}" if r.expect else "", "stressors " + "+".join(r.cell.stressors) if several else "",
+             runs_text(r)]
     if status in DETAIL_STATUSES:
         small.append(r.detail)
     parts += [f'<div class="small">{esc(x)}</div>' for x in small if x]
@@ -202,7 +220,7 @@ def _html_matrix(s: Summary, page_dir: Path) -> str:
 
 def _severity(status: str) -> int:
     """How much a status wants to colour a slot holding several cells (higher wins)."""
-    order = ["SKIP", "NOT-RUN", "EXPECTED", "KNOWN-BUG", "NO-ORACLE", "ERROR", "UNEXPECTED-REFUSE",
+    order = ["SKIP", "NOT-RUN", "EXPECTED", "KNOWN-BUG", "FLAKY", "NO-ORACLE", "ERROR", "UNEXPECTED-REFUSE",
              "UNEXPECTED-ALLOW", "UNEXPECTED", "CRASH"]
     return order.index(status) if status in order else len(order)
 
@@ -229,6 +247,17 @@ def _html_since(s: Summary) -> str:
     return "".join(out)
 
 
+def _html_not_every_run(s: Summary) -> str:
+    cells = s.not_every_run
+    if not cells:
+        confirmed = sum(1 for r in s.run.cells if r.runs > 1)
+        return (f"<p>All {confirmed} re-run cells showed their first outcome on every run.</p>" if confirmed
+                else "<p>No cell was re-run.</p>")
+    rows = "".join(f"<tr><td>{esc(r.cell.id)}</td><td>{esc(verdict_text(r))}</td><td>{esc(r.outcome or r.detail)}</td>"
+                   f"<td>{esc(runs_text(r))}</td></tr>" for r in cells)
+    return (f"<table><tr><th>cell</th><th>verdict</th><th>first run</th><th>every run</th></tr>{rows}</table>")
+
+
 def render_html(s: Summary, page_dir: Path, title: str = "pinharness matrix") -> str:
     kernels = "".join(f"<tr><td>{esc(k)}</td><td>{esc(s.release(k))}</td>"
                       f"<td>{esc((s.run.kernels.get(k) or {}).get('source', ''))}</td></tr>" for k in s.kernels)
@@ -249,6 +278,8 @@ def render_html(s: Summary, page_dir: Path, title: str = "pinharness matrix") ->
 <h2>Matrix</h2>
 {_html_matrix(s, page_dir)}
 <p class="legend">{legend}</p>
+<h2>Flaky: not reproduced on every run</h2>
+{_html_not_every_run(s)}
 <h2>Since last run</h2>
 {_html_since(s)}
 <h2>Kernels</h2>

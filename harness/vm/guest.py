@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import select
 import shlex
 import socket
@@ -14,7 +15,7 @@ from typing import Callable, Optional
 
 import paramiko
 
-from harness.errors import CommandTimeout, VMError
+from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError
 
 EOF_GRACE = 2.0  # seconds to wait for the channel's EOF after the exit status
 
@@ -63,14 +64,64 @@ class CommandResult:
         return self
 
 
-class Guest:
-    """An SSH connection to the guest as root."""
+def record_exit_signals(transport: paramiko.Transport, signals: dict[int, str]) -> None:
+    """Make ``transport`` keep the signal of each channel whose command was killed (RFC 4254
+    "exit-signal", e.g. "KILL"), by channel id, in ``signals``. paramiko drops that request and
+    reports exit status -1, as if the connection had died."""
+    table = getattr(transport, "_channel_handler_table", None)
+    request = paramiko.common.MSG_CHANNEL_REQUEST
+    if not isinstance(table, dict) or request not in table:
+        return  # another paramiko: killed commands stay "connection lost"
+    original = table[request]
 
-    def __init__(self, port: int, key: SSHKey, host: str = "127.0.0.1"):
+    def handle_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
+        start = m.packet.tell()
+        if m.get_text() == "exit-signal":
+            m.get_boolean()  # want_reply
+            signals[chan.chanid] = m.get_text()
+            chan.status_event.set()  # the exit is known: exit_status_ready(), status stays -1
+            return
+        m.packet.seek(start)
+        original(chan, m)
+
+    transport._channel_handler_table = {**table, request: handle_request}  # this transport only
+
+
+class SSHLog:
+    """paramiko's logging for one guest (its transport thread logs tracebacks) into a file in
+    the guest's artifacts, never the terminal: a logger of its own that does not propagate."""
+
+    def __init__(self, path: Path, channel: str, level: int = logging.INFO):
+        self.channel = channel
+        self.logger = logging.getLogger(channel)
+        self.handler = _QuietFileHandler(path, delay=True)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.logger.addHandler(self.handler)
+        if not any(isinstance(h, logging.NullHandler) for h in self.logger.handlers):
+            self.logger.addHandler(logging.NullHandler())  # stays: a late transport-thread line goes nowhere
+        self.logger.setLevel(level)
+        self.logger.propagate = False
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # a full disk loses SSH log lines, silently
+        pass
+
+
+class Guest:
+    """An SSH connection to the guest as root. ``log_channel``: the logger paramiko logs to (see SSHLog)."""
+
+    def __init__(self, port: int, key: SSHKey, host: str = "127.0.0.1", log_channel: Optional[str] = None):
         self.host = host
         self.port = port
         self.key = key
+        self.log_channel = log_channel
         self.client: Optional[paramiko.SSHClient] = None
+        self.exit_signals: dict[int, str] = {}  # channel id -> signal name, from "exit-signal"
 
     def connect(self, timeout: float, alive: Callable[[], None] = lambda: None) -> None:
         """Connect, retrying until ``timeout``; ``alive()`` raises if the VM died meanwhile."""
@@ -80,11 +131,15 @@ class Guest:
             alive()
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            if self.log_channel:
+                client.set_log_channel(self.log_channel)
+            left = max(0.5, deadline - time.monotonic())  # no single attempt outlives the deadline
             try:
                 client.connect(self.host, port=self.port, username="root", pkey=self.key.pkey(),
-                               look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=30,
-                               auth_timeout=30)
+                               look_for_keys=False, allow_agent=False, timeout=min(10, left),
+                               banner_timeout=min(30, left), auth_timeout=min(30, left))
                 client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
+                record_exit_signals(client.get_transport(), self.exit_signals)  # type: ignore[arg-type]
                 self.client = client
                 return
             except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -107,6 +162,8 @@ class Guest:
             chan = self._transport().open_session(timeout=min(timeout, 30))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             alive()
+            if "Timeout opening channel" in str(exc):
+                raise SSHStall(f"SSH opened no channel in {min(timeout, 30):.0f}s for {command!r}")
             raise VMError(f"cannot open an SSH session to the guest: {exc}")
         out, err = bytearray(), bytearray()
         try:
@@ -138,6 +195,10 @@ class Guest:
                     alive()
                     raise VMError(f"SSH channel closed before {command!r} finished")
             status = chan.recv_exit_status()
+            killed_by = self.exit_signals.pop(chan.chanid, None)
+            if status == -1 and killed_by:
+                raise CommandKilled(f"guest command {command!r} was killed by SIG{killed_by}",
+                                    signal=f"SIG{killed_by}")
             if status == -1:  # the channel closed without an exit status: the connection died
                 alive()
                 raise VMError(f"SSH connection lost while running {command!r}")

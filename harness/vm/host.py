@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError, ToolMissing
+from harness.errors import HarnessError, NoSpace, ToolMissing
 
 # tool -> Debian package that provides it (the host-setup step installs these)
 HOST_TOOLS: dict[str, str] = {
@@ -111,6 +111,12 @@ def install_packages(packages: list[str], log=print, timeout: float = 1800) -> N
     )
 
 
+def installed_packages(dpkg_query: str) -> set[str]:
+    """Packages whose `dpkg-query -W -f '${Package} ${Status}'` status is "install ok installed"
+    (not "unknown ok not-installed", which also ends in "installed")."""
+    return {line.split()[0] for line in dpkg_query.splitlines() if line.split()[1:] == ["install", "ok", "installed"]}
+
+
 def setup(log=print, extra: bool = True) -> list[str]:
     """Install every missing host package; return what was installed."""
     if sys.platform != "linux":
@@ -122,7 +128,7 @@ def setup(log=print, extra: bool = True) -> list[str]:
     if extra:
         have = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *HOST_EXTRA_PACKAGES],
                               capture_output=True, text=True, timeout=60).stdout
-        installed = {line.split()[0] for line in have.splitlines() if line.endswith("installed")}
+        installed = installed_packages(have)
         want += [p for p in HOST_EXTRA_PACKAGES if p not in installed]
     try:
         install_packages(want, log=log)
@@ -141,7 +147,7 @@ def free_bytes(path: Path) -> int:
 def require_space(path: Path, need: int, what: str) -> None:
     have = free_bytes(path)
     if have < need:
-        raise HarnessError(
+        raise NoSpace(
             f"not enough disk space for {what} in {path}: {have >> 20} MiB free, "
             f"{need >> 20} MiB needed; free some space or set PINHARNESS_CACHE to a bigger disk"
         )

@@ -3,7 +3,8 @@ modules disk, and fresh scratch disks with ext4/xfs made on the host.
 
 Cached artifacts are keyed by content (recipe hash, kernel release + image
 hash) and never written after they are built: guests get them read-only or
-through QEMU's ``snapshot=on``.
+through QEMU's ``snapshot=on``. They are built through ``cache.atomic_artifact``:
+complete or absent, stamped (size, sha256) and rebuilt when the stamp does not match.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from harness.errors import HarnessError, ImageError
+from harness.errors import HarnessError, ImageError, named_enospc, raise_if_enospc
+from harness.vm.cache import atomic_artifact
 from harness.vm.host import Paths, privilege_prefix, require_space, require_tool
 from harness.vm.kernel import Kernel
 
@@ -32,7 +34,7 @@ ROOTFS_SIZE_SLACK = 1.6  # image size = used bytes * slack + 256 MiB of free roo
 
 # Modules the initramfs loads, in order, before it can mount the rootfs (and their
 # dependencies from modules.dep). Built-in ones are skipped; missing ones are not fatal.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
 
 ROOT_SERIAL = "ph-rootfs"
 MODULES_SERIAL = "ph-modules"
@@ -98,18 +100,34 @@ class GuestImage:
 
 def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force: bool = False,
                  timeout: float = 1800) -> GuestImage:
-    """The Debian rootfs image of ``recipe``, built with mmdebstrap unless cached."""
+    """The Debian rootfs image of ``recipe``, built with mmdebstrap unless cached (and intact)."""
     import time
 
     recipe = recipe or Recipe(DEFAULT_RECIPE, mirror=os.environ.get("PINHARNESS_MIRROR", DEFAULT_MIRROR))
     digest = recipe.digest()
     out_dir = paths.sub("images", f"{recipe.suite}-{digest}")
-    image = out_dir / "rootfs.ext4"
-    if image.exists() and not force:
-        return GuestImage(image, digest, cached=True)
+    t0 = time.monotonic()
+    built: list[bool] = []
+
+    def build(tmp_img: Path) -> None:
+        built.append(True)
+        _mmdebstrap_image(recipe, digest, out_dir, tmp_img, paths, log, timeout)
+
+    with named_enospc(out_dir, "building the guest image", ROOTFS_NEED):
+        image = atomic_artifact(out_dir / "rootfs.ext4", build, log=log, force=force)
+    return GuestImage(image, digest, build_seconds=time.monotonic() - t0 if built else 0.0, cached=not built)
+
+
+ROOTFS_NEED = 3 << 30
+
+
+def _mmdebstrap_image(recipe: Recipe, digest: str, out_dir: Path, tmp_img: Path, paths: Paths, log,
+                      timeout: float) -> None:
+    import time
+
     mmdebstrap = require_tool("mmdebstrap")
     mkfs = require_tool("mkfs.ext4")
-    require_space(paths.cache, 3 << 30, "building the guest image")
+    require_space(paths.cache, ROOTFS_NEED, "building the guest image")
     prefix = privilege_prefix()
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=paths.sub("tmp")))
@@ -128,22 +146,20 @@ def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         (out_dir / "mmdebstrap.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
+            raise_if_enospc(proc.stdout + proc.stderr, work, "building the guest image", ROOTFS_NEED)
             last = (proc.stderr.strip().splitlines() or ["?"])[-1]
             raise ImageError(f"mmdebstrap failed ({last}); full log: {out_dir / 'mmdebstrap.log'}")
         used = int(subprocess.run(prefix + ["du", "-sb", str(tree)], capture_output=True, text=True,
                                   check=True, timeout=600).stdout.split()[0])
         size_mb = int(used * ROOTFS_SIZE_SLACK) // (1 << 20) + 256
-        tmp_img = out_dir / "rootfs.ext4.tmp"
         subprocess.run(prefix + [mkfs, "-q", "-F", "-L", "pinharness-root", "-d", str(tree), str(tmp_img),
                                  f"{size_mb}M"], check=True, timeout=600, capture_output=True)
         subprocess.run(prefix + ["chmod", "0444", str(tmp_img)], check=True, timeout=60)
-        subprocess.run(prefix + ["mv", str(tmp_img), str(image)], check=True, timeout=60)
         meta = {"suite": recipe.suite, "digest": digest, "packages": recipe.packages,
                 "seconds": round(time.monotonic() - t0, 1), "size_mb": size_mb}
         (out_dir / "image.json").write_text(json.dumps(meta, indent=1))
     finally:
         subprocess.run(prefix + ["rm", "-rf", str(work)], timeout=600)
-    return GuestImage(image, digest, build_seconds=time.monotonic() - t0, cached=False)
 
 
 # --------------------------------------------------------------------------- per-kernel boot files
@@ -222,48 +238,51 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def build_initramfs(kernel: Kernel, paths: Paths) -> Path:
+def build_initramfs(kernel: Kernel, paths: Paths, log=print) -> Path:
     """busybox + the modules needed to mount the root disk + our /init; cached per kernel."""
     out = paths.sub("initramfs") / f"{_kernel_key(kernel)}.cpio.gz"
-    if out.exists():
-        return out
-    busybox = Path(require_tool("busybox")).read_bytes()
-    entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in
-                                             ("bin", "dev", "proc", "sys", "newroot", "modules")]
-    entries += [("bin/busybox", 0o100755, busybox), ("init", 0o100755, INITRAMFS_INIT.encode())]
-    order: list[str] = []
-    if kernel.modules_dir is not None:
-        for i, mod in enumerate(module_load_order(kernel.modules_dir, INITRAMFS_MODULES)):
-            fname = f"{i:02d}-{_norm(mod.name)}.ko"
-            entries.append((f"modules/{fname}", 0o100644, _read_module(mod)))
-            order.append(fname)
-    entries.append(("modules/order", 0o100644, ("\n".join(order) + "\n").encode()))
-    tmp = out.with_suffix(".tmp")
-    with gzip.open(tmp, "wb", compresslevel=1) as f:
-        f.write(_cpio_newc(entries))
-    tmp.rename(out)
-    return out
+
+    def build(tmp: Path) -> None:
+        busybox = Path(require_tool("busybox")).read_bytes()
+        entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in
+                                                 ("bin", "dev", "proc", "sys", "newroot", "modules")]
+        entries += [("bin/busybox", 0o100755, busybox), ("init", 0o100755, INITRAMFS_INIT.encode())]
+        order: list[str] = []
+        if kernel.modules_dir is not None:
+            for i, mod in enumerate(module_load_order(kernel.modules_dir, INITRAMFS_MODULES)):
+                fname = f"{i:02d}-{_norm(mod.name)}.ko"
+                entries.append((f"modules/{fname}", 0o100644, _read_module(mod)))
+                order.append(fname)
+        entries.append(("modules/order", 0o100644, ("\n".join(order) + "\n").encode()))
+        with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0) as f:
+            f.write(_cpio_newc(entries))  # no name, no time: the same kernel gives the same bytes
+
+    with named_enospc(out.parent, f"the initramfs of {kernel.release}"):
+        return atomic_artifact(out, build, log=log)
 
 
-def build_modules_disk(kernel: Kernel, paths: Paths) -> Optional[Path]:
+def build_modules_disk(kernel: Kernel, paths: Paths, log=print) -> Optional[Path]:
     """An ext4 image holding the kernel's /lib/modules/<release> (cached); None without modules."""
     if kernel.modules_dir is None:
         return None
     out = paths.sub("modules-disks") / f"{_kernel_key(kernel)}.ext4"
-    if out.exists():
-        return out
-    mkfs = require_tool("mkfs.ext4")
-    used = sum(p.stat().st_size for p in kernel.modules_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    size_mb = int(used * 1.3) // (1 << 20) + 64
-    require_space(out.parent, size_mb << 20, f"the modules disk of {kernel.release}")
-    tmp = out.with_suffix(".tmp")
-    proc = subprocess.run([mkfs, "-q", "-F", "-L", "ph-modules", "-d", str(kernel.modules_dir), str(tmp),
-                           f"{size_mb}M"], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise ImageError(f"mkfs.ext4 of the modules disk failed: {proc.stderr.strip()[:200]}")
-    os.chmod(tmp, 0o444)
-    tmp.rename(out)
-    return out
+    modules_dir = kernel.modules_dir
+    what = f"the modules disk of {kernel.release}"
+
+    def build(tmp: Path) -> None:
+        mkfs = require_tool("mkfs.ext4")
+        used = sum(p.stat().st_size for p in modules_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        size_mb = int(used * 1.3) // (1 << 20) + 64
+        require_space(out.parent, size_mb << 20, what)
+        proc = subprocess.run([mkfs, "-q", "-F", "-L", "ph-modules", "-d", str(modules_dir), str(tmp),
+                               f"{size_mb}M"], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr + proc.stdout, out.parent, what, size_mb << 20)
+            raise ImageError(f"mkfs.ext4 of the modules disk failed: {proc.stderr.strip()[:200]}")
+        os.chmod(tmp, 0o444)
+
+    with named_enospc(out.parent, what):
+        return atomic_artifact(out, build, log=log)
 
 
 # --------------------------------------------------------------------------- scratch disks
@@ -300,11 +319,14 @@ def make_scratch_disk(directory: Path, fs: str, size_mb: int = 512, mkfs_options
     tool, base = MKFS[fs]
     path = Path(directory) / f"{serial}.{fs}.img"
     require_space(path.parent, 64 << 20, "a scratch disk")
-    with open(path, "wb") as f:
-        f.truncate(size_mb << 20)
+    with named_enospc(path.parent, f"the {fs} scratch disk", 64 << 20):
+        with open(path, "wb") as f:
+            f.truncate(size_mb << 20)
     proc = subprocess.run([require_tool(tool), *base, *mkfs_options, str(path)], capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise_if_enospc(proc.stderr + proc.stdout, path.parent, f"the {fs} scratch disk", 64 << 20)
         raise HarnessError(f"{tool} {' '.join(mkfs_options)} failed: {proc.stderr.strip()[:200]}")
     return Disk(path=path, serial=serial, fs=fs)
 

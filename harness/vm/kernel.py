@@ -17,15 +17,14 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from harness.errors import KernelError
-from harness.vm import debian
+from harness.errors import KernelError, raise_if_enospc
+from harness.vm import debian, kernel_image
+from harness.vm.cache import atomic_artifact
+from harness.vm.cache import problem as cache_problem
 from harness.vm.host import Paths, require_space, require_tool
 
-BZIMAGE_MAGIC_OFFSET = 0x202
-BZIMAGE_VERSION_PTR = 0x20E
-ELF_MAGIC = b"\x7fELF"
 
 # The default kernels: the last Debian line that allows long-term pins of
 # ext4/xfs shared mappings (6.1), one that refuses them (6.12, >= v6.5), and today's (sid).
@@ -128,16 +127,7 @@ def ikconfig_from_elf(path: Path) -> Optional[str]:
 
 def bzimage_release(path: Path) -> Optional[str]:
     """Release string of a bzImage from its setup header, or None if it is not one."""
-    with open(path, "rb") as f:
-        head = f.read(0x4000)
-    if len(head) < 0x210 or head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] != b"HdrS":
-        return None
-    ptr = int.from_bytes(head[BZIMAGE_VERSION_PTR:BZIMAGE_VERSION_PTR + 2], "little")
-    if ptr == 0:
-        return ""
-    off = ptr + 0x200
-    raw = head[off:off + 256].split(b"\0", 1)[0].decode(errors="replace")
-    return raw.split(" ", 1)[0]
+    return kernel_image.bzimage_release(path)
 
 
 def elf_info(path: Path) -> dict:
@@ -162,21 +152,8 @@ def elf_info(path: Path) -> dict:
 
 
 def identify_image(path: Path) -> str:
-    """'bzimage' or 'elf', or a one-line error naming the problem."""
-    if not path.exists():
-        raise KernelError(f"kernel image {path} does not exist: pass a bzImage (arch/x86/boot/bzImage) or vmlinux")
-    if path.is_dir():
-        raise KernelError(f"kernel image {path} is a directory: use --kernel-tree for a kernel tree")
-    with open(path, "rb") as f:
-        head = f.read(0x210)
-    if head[:4] == ELF_MAGIC:
-        return "elf"
-    if len(head) >= 0x206 and head[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] == b"HdrS":
-        return "bzimage"
-    raise KernelError(
-        f"{path} is not a kernel image (no bzImage 'HdrS' header, not ELF): "
-        "pass arch/x86/boot/bzImage or vmlinux of a built kernel"
-    )
+    """'bzimage' or 'elf', checked whole and x86-64, or a one-line error naming the problem."""
+    return kernel_image.kind(path)
 
 
 def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path] = None,
@@ -254,6 +231,7 @@ def from_tree(tree: Path, paths: Paths, log=print) -> Kernel:
                 "(`python -m harness build --tree {0}` or `make -j$(nproc) bzImage modules`) "
                 "or pass its O= build directory".format(tree))
         raise KernelError(f"{tree} is not a kernel tree or build directory (no Makefile/Kconfig, no bzImage)")
+    identify_image(bz)
     release_file = tree / "include" / "config" / "kernel.release"
     release = release_file.read_text().strip() if release_file.exists() else (bzimage_release(bz) or "")
     config = tree / ".config"
@@ -273,22 +251,20 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     root = paths.sub("tree-modules") / f"{release}-{h.hexdigest()[:12]}"
-    moddir = root / "lib" / "modules" / release
-    if (moddir / "modules.dep").exists():
-        return moddir
-    log(f"pinharness: installing modules of {tree} into {root}")
-    tmp = root.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
-                          capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    if not (moddir / "modules.dep").exists():
-        depmod(root, release)
-    return moddir
+
+    def build(tmp: Path) -> None:
+        log(f"pinharness: installing modules of {tree} into {root}")
+        proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr + proc.stdout, root.parent, f"the modules of {tree}")
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            raise KernelError(f"`make modules_install` failed in {tree}: {tail[0]}")
+        if not (tmp / "lib" / "modules" / release / "modules.dep").exists():
+            depmod(tmp, release)
+
+    atomic_artifact(root, build, log=log)
+    return root / "lib" / "modules" / release
 
 
 # --------------------------------------------------------------------------- Debian
@@ -309,49 +285,50 @@ def _debian_files(root: Path, dk: debian.DebianKernel) -> tuple[Path, Path, Path
     return root / "boot" / f"vmlinuz-{dk.release}", root / "boot" / f"config-{dk.release}", moddir
 
 
-def _unpack_debian(dk: debian.DebianKernel, root: Path, paths: Paths, log) -> None:
-    """The kernel's .debs unpacked into ``root`` (a fresh directory renamed into place when complete)."""
-    debs = []
-    for deb in dk.debs:
+def _log_progress(log) -> Callable[[str], debian.Progress]:
+    """A download-progress factory that logs every tenth of a package over 8 MiB."""
+    def for_package(name: str) -> debian.Progress:
         last = [-1]
 
-        def progress(done: int, total: int, name=deb.package) -> None:
+        def progress(done: int, total: int) -> None:
             step = done * 10 // total if total else 0
             if step != last[0] and total > (8 << 20):
                 last[0] = step
                 log(f"pinharness: downloading {name}: {done >> 20}/{total >> 20} MiB")
-        debs.append(debian.fetch_deb(deb, paths, progress=progress))
-    require_space(root.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", suffix=".tmp", dir=root.parent))
-    try:
-        for deb in debs:
-            log(f"pinharness: unpacking {deb.name}")
-            proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)],
-                                  capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                deb.unlink(missing_ok=True)  # a broken .deb is fetched again next time
-                raise KernelError(f"dpkg-deb -x {deb.name} failed ({proc.stderr.strip()[-200:]}); "
-                                  "it was removed from the cache, run again to fetch it anew")
-        if not (tmp / "lib" / "modules").exists() and (tmp / "usr" / "lib" / "modules").is_dir():
-            (tmp / "lib").mkdir(exist_ok=True)
-            (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
-        image, config, moddir = _debian_files(tmp, dk)
-        if not image.exists() or not moddir.is_dir():
-            raise KernelError(f"the packages of {dk.release} hold no {image.relative_to(tmp)}: "
-                              f"an unknown packaging ({', '.join(d.package for d in dk.debs)})")
-        depmod(tmp, dk.release)
-        (tmp / ".pinharness-ok").write_text(json.dumps({"release": dk.release, "version": dk.version,
-                                                         "layout": dk.layout, "suite": dk.suite}))
-        try:
-            tmp.rename(root)
-        except OSError:  # another process finished the same kernel first: keep its copy
-            if not (root / ".pinharness-ok").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return progress
+    return for_package
 
 
-def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False) -> Kernel:
+def _unpack_debian(dk: debian.DebianKernel, tmp: Path, paths: Paths, log,
+                   download_progress: Optional[Callable[[str], debian.Progress]] = None) -> None:
+    """The kernel's .debs unpacked into ``tmp`` (atomic_artifact renames it into place when complete)."""
+    progress_for = download_progress or _log_progress(log)
+    debs = [debian.fetch_deb(deb, paths, progress=progress_for(deb.package)) for deb in dk.debs]
+    require_space(tmp.parent, sum(d.size for d in dk.debs) * 4, f"unpacking {dk.release}")
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        log(f"pinharness: unpacking {deb.name}")
+        proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(tmp)],
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise_if_enospc(proc.stderr, tmp.parent, f"unpacking {deb.name}", sum(d.size for d in dk.debs) * 4)
+            deb.unlink(missing_ok=True)  # a broken .deb is fetched again next time
+            raise KernelError(f"dpkg-deb -x {deb.name} failed ({proc.stderr.strip()[-200:]}); "
+                              "it was removed from the cache, run again to fetch it anew")
+    if not (tmp / "lib" / "modules").exists() and (tmp / "usr" / "lib" / "modules").is_dir():
+        (tmp / "lib").mkdir(exist_ok=True)
+        (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
+    image, config, moddir = _debian_files(tmp, dk)
+    if not image.exists() or not moddir.is_dir():
+        raise KernelError(f"the packages of {dk.release} hold no {image.relative_to(tmp)}: "
+                          f"an unknown packaging ({', '.join(d.package for d in dk.debs)})")
+    depmod(tmp, dk.release)
+    (tmp / ".pinharness-ok").write_text(json.dumps({"release": dk.release, "version": dk.version,
+                                                     "layout": dk.layout, "suite": dk.suite}))
+
+
+def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
+                download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
     """debian:6.1, debian:7.2, debian:sid, debian:6.1.0-57-amd64: from Debian's signed indexes, cached."""
     cache = paths.sub("debian")
     try:
@@ -362,10 +339,8 @@ def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False) -> Ke
             raise
         dk = cached
         log(f"pinharness: note: Debian's index cannot be read ({exc}); using the cached {dk.release}")
-    root = cache / f"{dk.release}_{dk.version}"
-    if not (root / ".pinharness-ok").exists():
-        shutil.rmtree(root, ignore_errors=True)  # an unfinished unpack of an older harness
-        _unpack_debian(dk, root, paths, log)
+    root = cache / f"{dk.release}_{dk.version}"  # checked against its stamp on every use, rebuilt if broken
+    atomic_artifact(root, lambda tmp: _unpack_debian(dk, tmp, paths, log, download_progress), log=log)
     (cache / f"spec-{spec}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
     image, config, moddir = _debian_files(root, dk)
     dbg = debian_dbg_dir(paths, dk.release)
@@ -386,7 +361,7 @@ def _cached_debian(cache: Path, spec: str) -> Optional[debian.DebianKernel]:
     if not meta_file.exists():
         return None
     meta = json.loads(meta_file.read_text())
-    if not (cache / meta["dir"] / ".pinharness-ok").exists():
+    if cache_problem(cache / meta["dir"]) is not None:  # gone, or not what was unpacked
         return None
     debs = tuple(debian.Deb(**d) for d in meta["debs"])
     dbg = debian.Deb(**meta["dbg"]) if meta.get("dbg") else None
@@ -451,10 +426,12 @@ def _name_for(release: str, prefix: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9._+-]', '_', release)}"
 
 
-def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False) -> Kernel:
+def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False,
+            download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
     """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux (with --modules)."""
     if spec.startswith("debian:"):
-        return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh)
+        return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh,
+                           download_progress=download_progress)
     if spec.startswith("tree:"):
         return from_tree(Path(spec.split(":", 1)[1]), paths, log=log)
     path = Path(spec.split(":", 1)[1] if spec.startswith("image:") else spec)

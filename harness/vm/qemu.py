@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import pexpect
 
-from harness.errors import (BootTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied, VMError)
+from harness.errors import (BootTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied, VMError, named_enospc)
 from harness.vm.host import require_tool
 from harness.vm.image import Disk
 
@@ -124,6 +124,7 @@ class ConsoleStream:
         self._buf = bytearray()
         self._cond = threading.Condition()
         self.eof = False
+        self.log_error: Optional[str] = None  # why console.log stopped being written, if it did
         self.last_output = time.monotonic()
         self._thread = threading.Thread(target=self._drain, name="qemu-console", daemon=True)
         self._thread.start()
@@ -139,7 +140,7 @@ class ConsoleStream:
                 break
             if not data:
                 continue
-            self._log.write(data)
+            self._write_log(data)
             with self._cond:
                 self._buf += data
                 self.last_output = time.monotonic()
@@ -147,6 +148,15 @@ class ConsoleStream:
         with self._cond:
             self.eof = True
             self._cond.notify_all()
+
+    def _write_log(self, data: bytes) -> None:
+        """Append to console.log; a full disk (or any write error) stops the file, never the drain."""
+        if self.log_error is not None:
+            return
+        try:
+            self._log.write(data)
+        except OSError as exc:
+            self.log_error = f"{self._log.name}: {exc.strerror}"
 
     def __len__(self) -> int:
         with self._cond:
@@ -166,7 +176,10 @@ class ConsoleStream:
 
     def close(self, timeout: float = 5) -> None:
         self._thread.join(timeout)
-        self._log.close()
+        try:
+            self._log.close()
+        except OSError as exc:
+            self.log_error = self.log_error or f"{self._log.name}: {exc.strerror}"
 
 
 @dataclass
@@ -187,8 +200,9 @@ class Machine:
         binary = require_tool(self.config.qemu_binary)
         argv = build_argv(self.config)
         argv[0] = binary
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "qemu-argv.json").write_text(json.dumps(argv, indent=1))
+        with named_enospc(self.workdir, "the VM's artifacts"):
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            (self.workdir / "qemu-argv.json").write_text(json.dumps(argv, indent=1))
         self.started = time.monotonic()
         self.child = pexpect.spawn(argv[0], argv[1:], echo=False, timeout=None, preexec_fn=_set_pdeathsig,
                                    dimensions=(50, 200))
@@ -276,9 +290,16 @@ class Machine:
         return None
 
     def last_line(self) -> str:
-        text = self.console.text(max(0, len(self.console) - 4096)) if self.console else ""
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        lines = self.last_lines(1)
         return lines[-1] if lines else ""
+
+    def last_lines(self, n: int = 3) -> list[str]:
+        text = self.console.text(max(0, len(self.console) - 4096)) if self.console else ""
+        return [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
+
+    def console_silence(self) -> float:
+        """Seconds since the console last printed anything."""
+        return time.monotonic() - self.console.last_output if self.console else 0.0
 
     def wait_for(self, pattern: str, timeout: float, what: str, start: int = 0,
                  silence_timeout: Optional[float] = None, poll: float = 0.5) -> re.Match:
@@ -315,16 +336,19 @@ class Machine:
             self.console.wait_change(seen, poll)
 
     # ------------------------------------------------------------------ teardown
-    def quit(self, timeout: float = 10.0) -> None:
-        """Ask QEMU to quit via QMP, then make sure it is gone."""
-        if self.alive() and self.qmp is not None:
+    def quit(self, timeout: float = 3.0) -> None:
+        """Ask QEMU to quit via QMP, then make sure it is gone: SIGKILL within ``timeout`` + 1 s."""
+        deadline = time.monotonic() + timeout
+        asked = self.alive() and self.qmp is not None
+        if asked:
             try:
+                self.qmp.settimeout(min(1.0, timeout))  # type: ignore[attr-defined]
                 self.qmp_cmd("quit")
             except Exception:
                 pass
-        self.close(grace=timeout)
+        self.close(grace=max(0.0, deadline - time.monotonic()) if asked else 0.0, term_grace=0.5)
 
-    def close(self, grace: float = 3.0) -> None:
+    def close(self, grace: float = 3.0, term_grace: float = 2.0) -> None:
         """Kill and reap QEMU (idempotent)."""
         if self.qmp is not None:
             try:
@@ -341,7 +365,7 @@ class Machine:
                     os.kill(self.child.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-                t = time.monotonic() + 2
+                t = time.monotonic() + term_grace
                 while self.child.isalive() and time.monotonic() < t:
                     time.sleep(0.05)
             try:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from harness.errors import CommandTimeout, GuestHang, VMError
-from harness.vm.guest import CommandResult, Guest, SSHKey
+from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError, named_enospc
+from harness.vm import pvh
+from harness.vm.diagnose import RUN_STATES, killed_message, stall_error
+from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
 from harness.vm.host import Paths
 from harness.vm.image import (MODULES_SERIAL, ROOT_SERIAL, Disk, GuestImage, build_initramfs, build_modules_disk)
+from harness.vm import kernel_image
 from harness.vm.kernel import Kernel
 from harness.vm.qemu import AccelChoice, Machine, QemuConfig, choose_accel, short_socket_dir
 
@@ -30,6 +34,9 @@ def disk_by_serial_shell(serial: str) -> str:
     return ('for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = ' + serial
             + ' ] && echo /dev/${d##*/}; done')
 CANARY_MARKER = r"PINHARNESS-CANARY-OK"
+OOM_CONSOLE_WAIT = 3.0  # after a SIGKILL, how long the serial console may lag behind with the OOM report
+DMESG_TIMEOUT = 5.0  # collecting dmesg while closing a guest that still answers
+QUIT_TIMEOUT = 3.0  # QMP quit, then SIGKILL: closing a hung guest stays under 5 s
 
 
 @dataclass
@@ -44,6 +51,12 @@ class VMOptions:
     devices: Sequence[str] = ()  # extra -device values
     cpu_model: Optional[str] = None
     extra_qemu_args: Sequence[str] = ()
+    pvh: bool = True  # boot the bzImage's uncompressed vmlinux through PVH (no decompression under TCG)
+
+
+def boot_image(kernel: Kernel, paths: Paths, options: VMOptions) -> Path:
+    """What QEMU's -kernel gets: the PVH vmlinux when there is one (and wanted), else the image."""
+    return (pvh.pvh_vmlinux(kernel.image, paths) if options.pvh else None) or kernel.image
 
 
 def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False) -> list[str]:
@@ -68,20 +81,25 @@ CANARY_SILENCE = 6.0
 
 
 def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm", timeout: float = CANARY_TIMEOUT,
-                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None) -> float:
+                silence: float = CANARY_SILENCE, cpu_model: Optional[str] = None,
+                options: Optional[VMOptions] = None) -> float:
     """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
     Returns the seconds it took; raises the VMError that stopped it."""
+    kernel_image.kind(kernel.image)
     initrd = build_initramfs(kernel, paths)
-    sockdir = short_socket_dir()
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = QemuConfig(kernel=kernel.image, initrd=initrd, append=kernel_cmdline(VMOptions(), None, False, canary=True),
-                     console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
-                     accel=accel, ssh_forward=False, cpu_model=cpu_model)
     t0 = time.monotonic()
-    with Machine(cfg, workdir, log=lambda s: None) as m:
-        m.start()
-        m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
-    sockdir.rmdir()
+    sockdir = short_socket_dir()
+    try:
+        cfg = QemuConfig(kernel=boot_image(kernel, paths, options or VMOptions()), initrd=initrd,
+                         append=kernel_cmdline(VMOptions(), None, False, canary=True),
+                         console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
+                         accel=accel, ssh_forward=False, cpu_model=cpu_model)
+        with Machine(cfg, workdir, log=lambda s: None) as m:
+            m.start()
+            m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)  # a failed canary leaves no ph-* directory in $TMPDIR
     return time.monotonic() - t0
 
 
@@ -106,21 +124,23 @@ class VM:
     boot_seconds: float = field(default=0.0, init=False)
     outcome: str = field(default="not booted", init=False)
     _sockdir: Optional[Path] = field(default=None, init=False)
+    _ssh_log: Optional[SSHLog] = field(default=None, init=False)
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self) -> "VM":
+        kernel_image.kind(self.kernel.image)  # a truncated or foreign image is named here, not by QEMU
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.accel is None:
             self.accel = pick_accel(self.options.accel, self.kernel, self.paths, self.workdir, self.log)
-        initrd = build_initramfs(self.kernel, self.paths)
-        modules_disk = build_modules_disk(self.kernel, self.paths)
+        initrd = build_initramfs(self.kernel, self.paths, log=self.log)
+        modules_disk = build_modules_disk(self.kernel, self.paths, log=self.log)
         disks = [Disk(self.image.rootfs, ROOT_SERIAL, fs="ext4", snapshot=True)]
         if modules_disk is not None:
             disks.append(Disk(modules_disk, MODULES_SERIAL, fs="ext4", readonly=True))
         disks += list(self.disks)
         key = SSHKey.generate()
         self._sockdir = short_socket_dir()
-        cfg = QemuConfig(kernel=self.kernel.image, initrd=initrd,
+        cfg = QemuConfig(kernel=boot_image(self.kernel, self.paths, self.options), initrd=initrd,
                          append=kernel_cmdline(self.options, key, modules_disk is not None),
                          console_log=self.workdir / "console.log", qmp_socket=self._sockdir / "qmp.sock",
                          memory_mb=self.options.memory_mb, cpus=self.options.cpus, accel=self.accel.accel,
@@ -132,7 +152,8 @@ class VM:
             self.machine.start()
             self.machine.wait_for(READY_MARKER, self.options.boot_timeout, "the guest to boot",
                                   silence_timeout=self.options.silence_timeout)
-            self.guest = Guest(self.machine.ssh_port, key)  # type: ignore[arg-type]
+            self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
+            self.guest = Guest(self.machine.ssh_port, key, log_channel=self._ssh_log.channel)  # type: ignore[arg-type]
             self.guest.connect(timeout=60, alive=self.machine.check)
         except BaseException as exc:
             self.outcome = f"boot failed: {type(exc).__name__}: {exc}"
@@ -140,7 +161,8 @@ class VM:
             raise
         self.boot_seconds = time.monotonic() - t0
         self.outcome = "running"
-        self._write_summary()
+        with named_enospc(self.workdir, "vm.json"):
+            self._write_summary()
         return self
 
     def __enter__(self) -> "VM":
@@ -154,26 +176,34 @@ class VM:
     def close(self, collect_dmesg: bool = True) -> None:
         """Save dmesg (when the guest still answers), stop QEMU, reap it. Idempotent."""
         if self.machine is None:
+            self._remove_sockdir()
             return
-        if collect_dmesg and self.guest is not None and self.machine.alive():
+        if collect_dmesg and self.guest is not None and self.outcome != "hang" and self.machine.alive():
             try:
-                res = self.guest.run("dmesg", timeout=15, alive=self.machine.check)
+                res = self.guest.run("dmesg", timeout=DMESG_TIMEOUT, alive=self.machine.check)
                 (self.workdir / "dmesg.txt").write_text(res.stdout)
             except VMError:
                 pass
         if self.guest is not None:
             self.guest.close()
-        self.machine.quit(timeout=5)
+        if self._ssh_log is not None:
+            self._ssh_log.close()
+            self._ssh_log = None
+        self.machine.quit(timeout=QUIT_TIMEOUT)
         if self.outcome == "running":
             self.outcome = "stopped"
-        self._write_summary()
-        if self._sockdir is not None:
-            try:
-                self._sockdir.rmdir()
-            except OSError:
-                pass
+        try:
+            self._write_summary()
+        except OSError as exc:  # closing must not hide the error that got us here
+            self.log(f"pinharness: warning: could not write {self.workdir / 'vm.json'}: {exc.strerror}")
+        self._remove_sockdir()
         self.machine_exit = self.machine.exit_status
         self.guest = None
+
+    def _remove_sockdir(self) -> None:
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)  # no ph-* directory left in $TMPDIR
+            self._sockdir = None
 
     def _write_summary(self) -> None:
         summary = {"kernel": self.kernel.describe(), "accel": asdict(self.accel) if self.accel else None,
@@ -195,17 +225,37 @@ class VM:
         raises CommandTimeout if the guest still answers, GuestHang if not; a
         guest that died raises its cause (GuestPanic, QemuDied...)."""
         machine, guest = self._require()
+        start = self.console_len()
         try:
             res = guest.run(command, timeout=timeout, alive=machine.check, stdin=stdin)
+        except CommandKilled as exc:  # the connection is fine: say why, with the OOM kill when it is one
+            console = self._console_after_kill(start, exc.signal)
+            raise CommandKilled(killed_message(str(exc), console), signal=exc.signal) from None
+        except SSHStall as exc:
+            self.outcome = "hang"
+            raise stall_error(str(exc), machine.run_state(), machine.console_silence(),
+                              machine.last_lines()) from None
         except CommandTimeout as exc:
-            if not self.responsive():
+            if machine.run_state() in RUN_STATES or not self.responsive():  # a paused guest needs no probe
                 self.outcome = "hang"
-                raise GuestHang(f"guest stopped answering: {exc}; last console line: {machine.last_line()!r}")
+                raise stall_error(f"guest stopped answering: {exc}", machine.run_state(),
+                                  machine.console_silence(), machine.last_lines()) from None
             raise
         except VMError:
             self._settle(machine)  # a named cause (panic, QEMU death) wins over the SSH symptom
             raise
         return res.check() if check else res
+
+    def _console_after_kill(self, start: int, signal: str) -> str:
+        """Console text since ``start``; after a SIGKILL, wait (bounded) for the OOM killer's line,
+        which the serial console may print after SSH has reported the kill."""
+        deadline = time.monotonic() + (OOM_CONSOLE_WAIT if signal == "SIGKILL" else 0.0)
+        while True:
+            text = self.console_text(start)
+            if "Killed process" in text or time.monotonic() >= deadline or self.machine is None \
+                    or self.machine.console is None:
+                return text
+            self.machine.console.wait_change(len(self.machine.console), 0.2)
 
     def _settle(self, machine: Machine, timeout: float = 10.0) -> None:
         """After a lost SSH connection, give a dying guest a moment to show why."""
@@ -219,7 +269,7 @@ class VM:
     def responsive(self, timeout: float = 10.0) -> bool:
         """Does the guest still answer a fresh SSH session within ``timeout``?"""
         machine, guest = self._require()
-        probe = Guest(guest.port, guest.key)
+        probe = Guest(guest.port, guest.key, log_channel=guest.log_channel)
         try:
             probe.connect(timeout=timeout, alive=machine.check)
             probe.run("true", timeout=timeout, alive=machine.check)

@@ -48,3 +48,12 @@ def test_kernel_unpacks_into_the_cache(no_host_apt, spec):
     assert kernel_mod.identify_image(k.image) == "bzimage"
     assert (k.modules_dir / "modules.dep").stat().st_size > 0
     assert k.config.get("CONFIG_EXT4_FS") in ("y", "m") and k.release == k.modules_dir.name
+
+
+@pytest.mark.parametrize("spec", ["debian:6.1", "debian:sid"])
+def test_debian_kernels_boot_through_pvh(no_host_apt, spec):
+    """XZ (6.1) and ZSTD (7.x) payloads both give a vmlinux with the PVH entry note."""
+    from harness.vm import pvh
+    k = kernel_mod.resolve(spec, Paths.default(), log=lambda s: None)
+    vmlinux = pvh.pvh_vmlinux(k.image, Paths.default())
+    assert vmlinux is not None and pvh.has_pvh_note(vmlinux)

@@ -61,6 +61,7 @@ def write_artifacts(cells: list[CellResult]) -> None:
             text = REPORT if r.titles == [WARN_TITLE] else f"TITLE: {r.titles[0]}\nTYPE: BUG\n{r.titles[0]}\n"
             (d / "reports.txt").write_text(text)
         (d / "cell.json").write_text(json.dumps(r.to_dict()))
+        write_artifacts(r.attempts[1:])
 
 
 def sample_run(directory: Path, cells: list[CellResult] | None = None, **meta) -> results.RunResults:
@@ -80,3 +81,29 @@ def with_changes(cells: list[CellResult], directory: Path, **changes_by_id) -> l
         cell_dir = str(directory / r.cell.id)
         out.append(replace(r, artifacts=cell_dir, **changes_by_id.get(r.cell.id, {})))
     return out
+
+
+def confirmed_results(artifacts: Path) -> list[CellResult]:
+    """Cells that ran three times (pins/confirm.py): a reproduced surprise, a flaky one, a known bug at 2/3."""
+    def runs(kernel, workload, fs, stressors, status, ok, outcomes, reproduced, **kw):
+        cell = Cell(kernel, workload, fs, tuple(stressors))
+        attempts = []
+        for n, (st, outcome) in enumerate(outcomes, 1):
+            where = artifacts / (cell.id if n == 1 else f"attempt-{n}/{cell.id}")
+            attempts.append(CellResult(cell, release=KERNELS[kernel]["release"], status=st, ok=st in ("EXPECTED", "KNOWN-BUG"),
+                                       outcome=outcome, kind=outcome.split("(")[0], artifacts=str(where), seconds=30.0,
+                                       titles=[WARN_TITLE] if WARN_TITLE in outcome else []))
+        first = attempts[0]
+        return replace(first, status=status, ok=ok, runs=len(attempts), reproduced=reproduced, attempts=attempts, **kw)
+
+    leak = "PIN-LEAK(1)"
+    bug = f"WARNING({WARN_TITLE})+DATA-LOSS(16)"
+    return [
+        runs("debian:6.12", "kvm", "xfs", ["bh-fill", "reclaim"], "UNEXPECTED", False,
+             [("UNEXPECTED", leak)] * 3, 3, expect="CLEAN", detail="PIN-LEAK(1): pin leak of 1"),
+        runs("debian:6.12", "kvm", "ext4", ["bh-fill", "reclaim"], "FLAKY", True,
+             [("UNEXPECTED", leak), ("EXPECTED", "CLEAN"), ("EXPECTED", "CLEAN")], 1, expect="CLEAN"),
+        runs("debian:6.1", "vfio", "ext4", ["bh-fill", "reclaim"], "KNOWN-BUG", True,
+             [("KNOWN-BUG", bug), ("UNEXPECTED", "CLEAN"), ("KNOWN-BUG", bug)], 2, bug=True,
+             expect="WARNING(WARNING in ext4_dirty_folio)+DATA-LOSS(all)"),
+    ]

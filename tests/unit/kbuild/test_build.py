@@ -1,7 +1,7 @@
 """harness.kbuild.build on a fake kernel tree: a Makefile that answers tinyconfig/olddefconfig/bzImage/modules,
 a merge_config.sh, and Kconfig files. Checks the orchestration: O= only (the tree is never
 written), fragment merge order, the missing-option report, incremental config, progress and
-one-line errors. The real linux-source tree is used when it is unpacked (else skipped)."""
+one-line errors. The real linux-source tree is used when it is unpacked (slow tier)."""
 from __future__ import annotations
 
 import os
@@ -238,7 +238,10 @@ def test_build_command_is_registered(capsys):
 REAL_TREE = Paths.default().cache / "src" / "linux-source-6.1"
 
 
-@pytest.mark.skipif(not (REAL_TREE / "Makefile").exists(), reason=f"{REAL_TREE} not unpacked (see README)")
+@pytest.mark.slow  # make tinyconfig + merge_config + olddefconfig on a real tree: a minute
+@pytest.mark.skipif(not (REAL_TREE / "Makefile").exists(),
+                    reason=f"needs Debian's kernel source unpacked at {REAL_TREE} (apt-get install linux-source-6.1 "
+                           f"make gcc flex bison; tar -xf /usr/src/linux-source-6.1.tar.xz -C {REAL_TREE.parent})")
 def test_real_61_tree_base_pins_config(tmp_path):
     req = B.BuildRequest(REAL_TREE, tmp_path / "out", ("base", "pins"), jobs=2)
     changed, missing = B.configure(req, B.fragment_paths(req.configs), log=lambda s: None)
@@ -252,3 +255,11 @@ def test_real_61_tree_base_pins_config(tmp_path):
         "CONFIG_IOMMUFD_TEST": "not in this tree (no `config IOMMUFD_TEST` in its Kconfig files)",
     }
     assert not (REAL_TREE / ".config").exists()
+
+
+def test_a_failed_make_is_named_by_its_cause_not_by_makes_last_line():
+    out = ("make[1]: Entering directory '/x'\n/bin/sh: 1: flex: not found\n"
+           "make[5]: *** [/x/scripts/Makefile.host:9: scripts/kconfig/lexer.lex.c] Error 127\n"
+           "make: Leaving directory '/x'\n")
+    assert B.first_error(out) == "/bin/sh: 1: flex: not found"
+    assert B.first_error("just one line\n") == "just one line"

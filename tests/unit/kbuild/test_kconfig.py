@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.kbuild import kconfig as K
+from harness.vm.host import Paths
 
 KCONFIG = {
     "Kconfig": """
@@ -181,10 +182,13 @@ def test_repository_fragments_parse_and_every_option_is_commented():
             assert merged.get("CONFIG_" + opt) in ("y", "m"), (wl, opt)
 
 
-REAL_TREE = Path.home() / ".cache" / "pinharness" / "src" / "linux-source-6.1"
+REAL_TREE = Paths.default().cache / "src" / "linux-source-6.1"
 
 
-@pytest.mark.skipif(not (REAL_TREE / "Kconfig").exists(), reason=f"{REAL_TREE} not unpacked")
+@pytest.mark.slow  # indexes every Kconfig file of a real tree
+@pytest.mark.skipif(not (REAL_TREE / "Kconfig").exists(),
+                    reason=f"needs Debian's kernel source unpacked at {REAL_TREE} (apt-get install linux-source-6.1; "
+                           f"tar -xf /usr/src/linux-source-6.1.tar.xz -C {REAL_TREE.parent})")
 def test_real_61_dependencies_are_named():
     idx = K.build_index(REAL_TREE)
     assert idx.files > 1000

@@ -43,3 +43,25 @@ def test_cells_cross_product_and_bad_names():
         parse("reclaim+bogus")
     with pytest.raises(HarnessError, match="unknown workload 'nope'"):
         cells(["debian:6.1"], ["nope"], ["ext4"])
+
+
+def test_pin_counters_are_read_until_they_settle(tmp_path):
+    """read_pins' guest command, run by the host's bash: it returns both counters, and with a
+    settle time it waits for acquired == released (here they match at once on the host)."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from harness.pins.workloads import read_pins
+
+    class LocalVM:
+        def run(self, command, timeout):
+            out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout)
+            return SimpleNamespace(stdout=out.stdout)
+
+    with open("/proc/vmstat") as f:
+        if "nr_foll_pin_acquired" not in f.read():
+            import pytest
+            pytest.skip("this kernel has no nr_foll_pin_* counters")
+    got = read_pins(LocalVM(), settle=1.0)
+    assert set(got) == {"nr_foll_pin_acquired", "nr_foll_pin_released"}
+    assert all(isinstance(v, int) for v in got.values())

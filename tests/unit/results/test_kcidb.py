@@ -113,3 +113,13 @@ def test_kcidb_io_accepts_it(tmp_path):
     doc = render(sample_run(tmp_path / "run"), base_url="https://ci.example/run/7")
     schema.V4_3.validate(doc)
     assert schema.V4_3.is_valid(doc)
+
+
+def test_confirmed_cells_are_valid_with_their_rate(tmp_path):
+    from results_samples import confirmed_results
+
+    run = sample_run(tmp_path / "run", confirmed_results(tmp_path / "run"))
+    doc = render(run)
+    assert validate(doc) == []
+    assert [(t["status"], t["misc"]["verdict_text"]) for t in doc["tests"]] == [
+        ("FAIL", "UNEXPECTED (reproduced 3/3)"), ("DONE", "FLAKY (1/3)"), ("FAIL", "KNOWN-BUG (reproduced 2/3)")]

@@ -1,6 +1,6 @@
 """The HTML page in a real headless browser: it renders, and to far more than a blank page.
 
-Needs Debian's `chromium` (apt-get install chromium); skipped with that reason when absent.
+Needs Debian's `chromium` (apt-get install chromium; .ci/run installs it); skipped with that reason when absent.
 The screenshot is kept at <tmp>/summary.png for a human to look at (pytest --basetemp=DIR).
 """
 import shutil
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from harness.results.summary import write_html
-from results_samples import cell_results, sample_run, with_changes
+from results_samples import cell_results, confirmed_results, sample_run, with_changes
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 SIZE = (1400, 900)
@@ -20,7 +20,7 @@ def _browser():
     for name in BROWSERS:
         if shutil.which(name):
             return shutil.which(name)
-    pytest.skip("no headless browser: apt-get install chromium (not needed by CI)")
+    pytest.skip("no headless browser: apt-get install chromium (.ci/run installs it)")
 
 
 def screenshot(browser, page, png, profile):
@@ -40,7 +40,8 @@ def test_page_renders_in_chromium(tmp_path):
     cells = cell_results(tmp_path / "old")
     old = sample_run(tmp_path / "old", cells)
     new = sample_run(tmp_path / "new", with_changes(cells, tmp_path / "new", **{
-        "debian-6.1-odirect-xfs-reclaim": dict(outcome="CLEAN", lost_pages=0, status="EXPECTED", ok=True)}))
+        "debian-6.1-odirect-xfs-reclaim": dict(outcome="CLEAN", lost_pages=0, status="EXPECTED", ok=True)})
+        + confirmed_results(tmp_path / "new"))
     page = write_html(new, tmp_path / "new" / "summary.html", previous=old)
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")

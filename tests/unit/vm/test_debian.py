@@ -123,13 +123,17 @@ def test_no_network_uses_the_cached_kernel(tmp_path, monkeypatch):
     dk = debian.DebianKernel("7.2.13+deb14-amd64", "7.2.13-1", "sid", "split",
                              (debian.Deb("linux-binary-unsigned-7.2.13+deb14-amd64", "7.2.13-1", "pool/x.deb", 1,
                                          "ab", "debian"),))
+    from harness.vm.cache import atomic_artifact
     root = paths.sub("debian") / "7.2.13+deb14-amd64_7.2.13-1"
-    moddir = root / "usr" / "lib" / "modules" / dk.release
-    moddir.mkdir(parents=True)
-    (root / "lib").mkdir()
-    (root / "lib" / "modules").symlink_to("../usr/lib/modules")
-    (moddir / "vmlinuz.unsigned").write_bytes(b"x")
-    (root / ".pinharness-ok").write_text("{}")
+
+    def unpacked(tmp):  # what an earlier run left: a complete, stamped unpack
+        moddir = tmp / "usr" / "lib" / "modules" / dk.release
+        moddir.mkdir(parents=True)
+        (tmp / "lib").mkdir()
+        (tmp / "lib" / "modules").symlink_to("../usr/lib/modules")
+        (moddir / "vmlinuz.unsigned").write_bytes(b"x")
+        (tmp / ".pinharness-ok").write_text("{}")
+    atomic_artifact(root, unpacked, log=lambda s: None)
     from dataclasses import asdict
     (paths.sub("debian") / "spec-sid.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}))
 

@@ -83,3 +83,9 @@ def test_elf_vmlinux_release_and_build_id(tmp_path):
     kern = k.from_image(elf)
     assert k.identify_image(elf) == "elf" and kern.release == "6.13.0-ph"
     assert kern.vmlinux == elf.resolve() and kern.build_id == info["build_id"]
+
+
+def test_host_setup_sees_not_installed_packages_as_missing():
+    from harness.vm.host import installed_packages
+    out = "bc install ok installed\nflex unknown ok not-installed\nbison deinstall ok config-files\n"
+    assert installed_packages(out) == {"bc"}
