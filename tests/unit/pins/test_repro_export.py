@@ -156,6 +156,25 @@ def test_repro_sh_titles_agree_with_the_crash_parser(tmp_path, log):
         assert parsed and parsed[0].startswith(mine[0]), (mine, parsed)
 
 
+ONE_LINE_WARNINGS = [  # Linux 6.19+ prints the WARNING on one line (7.2's odirect finding; the same without a function)
+    ("WARNING: fs/ext4/inode.c:3954 at ext4_dirty_folio+0x30/0x40 [ext4], CPU#0: odirect/213\n"
+     "RIP: 0010:ext4_dirty_folio+0x30/0x40 [ext4]\n", "WARNING in ext4_dirty_folio"),
+    ("WARNING: mm/gup.c:12 at 0x0, CPU#1: kworker/1:0/33\nRIP: 0010:unpin_user_pages_dirty_lock.part.0+0x5/0x9\n",
+     "WARNING in unpin_user_pages_dirty_lock"),
+]
+
+
+@pytest.mark.parametrize("text,title", ONE_LINE_WARNINGS)
+def test_repro_sh_titles_the_one_line_warning_format(tmp_path, text, title):
+    out, _ = _export(tmp_path, "odirect", stressors=("reclaim",))
+    log = tmp_path / "console.log"
+    log.write_text("[   40.1] " + text.replace("\n", "\n[   40.2] ", 1))
+    proc = subprocess.run(["bash", str(out.directory / "repro.sh"), "--titles-from", str(log)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.splitlines()[:1] == [title]
+    assert [r.title for r in console.parse(log.read_text())][:1] == [title]  # the crash parser agrees
+
+
 JUDGE = [  # (result, verify, log, exit, line)
     ('{"device_wrote_B": 16, "pin": {"errno": 0, "ret": 65536}}', '{"verify": true, "A": 16, "B": 0}',
      GOLDEN / "guest-debian61-odirect-ext4-warning.log", 1, "REPRODUCED: WARNING in ext4_dirty_folio, 16/16 pages lost"),

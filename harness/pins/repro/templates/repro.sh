@@ -41,9 +41,11 @@ kernel_titles() {
         { sub(/^.* kernel: /, ""); sub(/^\[[ 0-9.]+\]/, ""); sub(/^\[ *[TC][0-9]+\]/, ""); sub(/^ /, "") }
         function emit(t) { if (!(t in seen)) { seen[t] = 1; print t } }
         /^WARNING: possible (circular|recursive) locking/ { emit("possible deadlock"); next }
-        /^WARNING: / {
-            if (match($0, / at [^ ]+ [^ ]+\+0x/)) { split(substr($0, RSTART, RLENGTH), a, " "); f = a[3]; sub(/\+0x.*/, "", f); emit("WARNING in " f) }
-            else { t = $0; sub(/^WARNING: /, "", t); emit(t) }
+        function fn(t) { sub(/\+0x.*/, "", t); sub(/\.(constprop|isra|part|cold)\..*$/, "", t); return t }
+        /^WARNING: / {  # classic "WARNING: CPU: 0 PID: 1 at FILE:LINE FUNC+0x1/0x2", or since 6.19 "WARNING: FILE:LINE at FUNC+0x1/0x2, CPU#0: comm/1"
+            for (i = 2; i <= NF; i++) if ($i ~ /^[A-Za-z0-9_.]+\+0x[0-9a-f]+\/0x[0-9a-f]+/) { emit("WARNING in " fn($i)); next }
+            if ($0 ~ / at 0x[0-9a-f]+, CPU#/) { pending = "WARNING"; next }  # no function on the line: the RIP has it
+            t = $0; sub(/^WARNING: /, "", t); emit(t)
             next }
         /^kernel BUG at / { pending = "kernel BUG"; next }
         /general protection fault/ { pending = "general protection fault"; next }
@@ -56,7 +58,7 @@ kernel_titles() {
             f = $5; sub(/:.*/, "", f); t = $0; sub(/^.*: comm [^ ]*: /, "", t); gsub(/ [0-9]+/, "", t)
             emit("EXT4-fs " $2 " in " f ": " t); next }
         /^XFS \(.*\): / && /(Internal error|Corruption)/ { emit("XFS: " ($0 ~ /Internal error/ ? "internal error" : "corruption")); next }
-        pending != "" && /RIP: 0010:/ { f = $0; sub(/.*RIP: 0010:/, "", f); sub(/\+0x.*/, "", f); emit(pending " in " f); pending = "" }
+        pending != "" && /RIP: 0010:/ { f = $0; sub(/.*RIP: 0010:/, "", f); emit(pending " in " fn(f)); pending = "" }
         END { if (pending != "") emit(pending) }'
 }
 
