@@ -256,7 +256,8 @@ def qemu_sh(f: Finding) -> str:
         "#     Debian's package (DEBS below; its modules go on a read-only ext4 disk, the boot ones into the",
         "#     initramfs); ACCEL=kvm|tcg (default: KVM if a canary boot works); WORK=DIR (default ./work);",
         "#     TIMEOUT=seconds (1800). Needs qemu-system-x86, gcc + libc6-dev, busybox-static, e2fsprogs"
-        f"{' + xfsprogs' if f.fs == 'xfs' else ''}, cpio, kmod, curl or wget.",
+        f"{' + xfsprogs' if f.fs == 'xfs' else ''}, cpio, kmod,",
+        "#     xz-utils (or zstd) for compressed modules, curl or wget and dpkg-deb (or ar + tar) for the package.",
     ]
     return "\n".join([head, *usage, "# ---- this finding's values (from pinharness's tables)", *values,
                       _assign("BASE_APPEND", " ".join(cmdline(f))), argv_fn, build_fn]) + "\n" + \

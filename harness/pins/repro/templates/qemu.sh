@@ -104,8 +104,8 @@ for m in "${BOOT_MODULES[@]}"; do
         grep -q -- "-$name.ko\$" "$R/modules/order" && continue
         out=$(printf '%02d' "$n")-$name.ko; n=$((n + 1))
         case "$ko" in
-            *.xz) xz -dc "$ko" > "$R/modules/$out" ;;
-            *.zst) zstd -qdc "$ko" > "$R/modules/$out" ;;
+            *.xz) need xz "xz-utils"; xz -dc "$ko" > "$R/modules/$out" ;;
+            *.zst) need zstd "zstd"; zstd -qdc "$ko" > "$R/modules/$out" ;;
             *.gz) gzip -dc "$ko" > "$R/modules/$out" ;;
             *) cp "$ko" "$R/modules/$out" ;;
         esac
