@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("harness.cli.merge", "Merge CI shards' results and write JSON, JUnit, KTAP, kcidb, HTML, Markdown"),
     "build": ("harness.cli.build", "Build a kernel tree out of tree (O=) with kernel-configs/ fragments"),
     "bisect": ("harness.cli.bisect", "Find the commit that caused (or --fix: fixed) an outcome, by git bisect"),
+    "repro": ("harness.cli.repro", "Turn one cell's finding into a reproducer that needs no pinharness (C, sh, QEMU)"),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from harness.crash import console
 from harness.pins import oracle
 from harness.pins import stressors as stressors_mod
+from harness.pins.repro.finding import KERNEL_FILE, config_options
 from harness.errors import HarnessError, VMError
 from harness.vm.host import Paths
 from harness.vm.image import GuestImage, fsck, make_scratch_disk
@@ -132,6 +133,7 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     workdir = artifacts / cell.id
     workdir.mkdir(parents=True, exist_ok=True)
     res = CellResult(cell, release=kernel.release, accel=accel.accel, artifacts=str(workdir))
+    (workdir / KERNEL_FILE).write_text(json.dumps(kernel.record(config_options(cell.workload)), indent=1, default=str))
     exp = oracle.expectation(kernel.version_tuple, cell.workload, cell.fs, cell.stressors, config=kernel.config)
     if exp is not None:
         res.expect, res.bug = exp.expect, exp.bug

@@ -31,6 +31,7 @@ class Stressor:
     vm: tuple = ()  # VMOptions the stressor needs, as (name, value) pairs
     while_held: str = ""  # shell the workload runs while its pin is held (after writeback and reclaim)
     keeps_data: bool = True  # False: it rewrites the pinned range, so lost pages are not counted
+    tools: tuple[str, ...] = ()  # commands its steps run beyond a shell's basics (a repro's initramfs copies them)
 
 
 DISK_DEV = "$(" + disk_by_serial_shell("ph-bhfill") + ")"
@@ -55,7 +56,7 @@ STRESSORS: dict[str, Stressor] = {
                f"dd if=$dev of=/dev/null bs=1M count={BHFILL_MB} status=none && "
                "grep -E '^buffer_head ' /proc/slabinfo | awk '{print \"buffer_heads:\", $2}'",),
         teardown=("kill $(cat /run/ph-bhfill-holder.pid)",),
-        disk_mb=BHFILL_MB + 16,
+        disk_mb=BHFILL_MB + 16, tools=("blockdev", "dd", "setsid"),
         vm=(("memory_mb", 512),)),  # max_buffer_heads is 10% of lowmem: 280 MiB of 512-byte buffers exceed it
     "sync-loop": Stressor("sync-loop", "sync every 100 ms", background="while :; do sync; sleep 0.1; done"),
     "drop-caches": Stressor("drop-caches", "drop clean page cache every 200 ms",
@@ -73,18 +74,20 @@ STRESSORS: dict[str, Stressor] = {
         "fsfreeze", "freeze the file system while the pin is held and thaw it 3 s later: the device's writes "
                     "and the unpin's dirtying land on a frozen fs",
         while_held="fsfreeze -f @MNT@ && { setsid sh -c 'sleep 3; fsfreeze -u \"$0\"' @MNT@ </dev/null >/dev/null 2>&1 & "
-                   "echo $! > /run/ph-thaw.pid; }",
+                   "echo $! > /run/ph-thaw.pid; }", tools=("fsfreeze", "setsid"),
         # wait for the thaw (at most 3 s): while it runs it holds the mount point the harness unmounts next
         teardown=("p=$(cat /run/ph-thaw.pid 2>/dev/null); rm -f /run/ph-thaw.pid; "
                   "while [ -n \"$p\" ] && kill -0 $p 2>/dev/null; do sleep 0.1; done; fsfreeze -u @MNT@",)),
     "punch-hole": Stressor(
         "punch-hole", "punch a hole over the whole pinned file while the pin is held: its pages leave the "
                       "page cache under the pin (no data-loss count: the range is meant to read as zeros)",
-        while_held="fallocate --punch-hole --offset 0 --length $(stat -c %s @FILE@) @FILE@", keeps_data=False),
+        while_held="fallocate --punch-hole --offset 0 --length $(stat -c %s @FILE@) @FILE@", keeps_data=False,
+        tools=("fallocate", "stat")),
     "truncate": Stressor(
         "truncate", "truncate the pinned file to 0 and back to its size while the pin is held (no data-loss "
                     "count: the range is meant to read as zeros)",
-        while_held="s=$(stat -c %s @FILE@) && truncate -s 0 @FILE@ && truncate -s $s @FILE@", keeps_data=False),
+        while_held="s=$(stat -c %s @FILE@) && truncate -s 0 @FILE@ && truncate -s $s @FILE@", keeps_data=False,
+        tools=("truncate", "stat")),
 }
 
 
@@ -120,6 +123,12 @@ def expand(cmd: str, mountpoint: str, file: str) -> str:
     return cmd.replace("@MNT@", shlex.quote(mountpoint)).replace("@FILE@", shlex.quote(file))
 
 
+def while_held_command(names: Sequence[str], mountpoint: str, file: str) -> str:
+    """PH_WHILE_HELD for these stressors: every while-held step, in order ('' when none)."""
+    return " && ".join(f"{{ {expand(STRESSORS[n].while_held, mountpoint, file)}; }}"
+                       for n in names if STRESSORS[n].while_held)
+
+
 class Stressors:
     """Applies a set of stressors around a workload run in ``vm`` on ``file`` under ``mountpoint``."""
 
@@ -133,8 +142,7 @@ class Stressors:
     @property
     def while_held(self) -> str:
         """The workload's PH_WHILE_HELD: every while-held step, in order."""
-        return " && ".join(f"{{ {expand(s.while_held, self.mountpoint, self.file)}; }}"
-                           for s in self.items if s.while_held)
+        return while_held_command([s.name for s in self.items], self.mountpoint, self.file)
 
     @property
     def keeps_data(self) -> bool:

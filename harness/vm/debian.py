@@ -382,10 +382,15 @@ def _lines(index: Index) -> list[str]:
     return sorted(lines, key=lambda v: tuple(int(x) for x in v.split(".")))
 
 
+def deb_url(deb: Deb) -> str:
+    """Where the .deb is downloaded from (the archive's mirror, ``PINHARNESS_MIRROR`` honoured)."""
+    return f"{_archive_url(deb.archive)}/{deb.filename}"
+
+
 def fetch_deb(deb: Deb, paths: Paths, progress: Optional[Progress] = None) -> Path:
     """The .deb in the cache (downloaded and checked once)."""
     dest = paths.sub("debs") / Path(deb.filename).name
     if dest.exists() and dest.stat().st_size == deb.size:
         return dest
-    return download(f"{_archive_url(deb.archive)}/{deb.filename}", dest, sha256=deb.sha256, size=deb.size,
+    return download(deb_url(deb), dest, sha256=deb.sha256, size=deb.size,
                     progress=progress)

@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from harness.errors import KernelError, raise_if_enospc
 from harness.vm import debian, kernel_image
@@ -82,6 +82,14 @@ class Kernel:
                 "modules_dir": str(self.modules_dir) if self.modules_dir else None,
                 "vmlinux": str(self.vmlinux) if self.vmlinux else None,
                 "config": str(self.config_path) if self.config_path else None}
+
+    def record(self, options: Sequence[str] = ()) -> dict:
+        """What a finding needs to name this kernel later: ``describe()``, the Debian packages it
+        came from (URL and SHA256) and the values of ``options`` (CONFIG_ names; "n" when unset,
+        "?" without a config)."""
+        keys = [o if o.startswith("CONFIG_") else "CONFIG_" + o for o in options]
+        return {**self.describe(), "debian": {k: v for k, v in self.extra.items() if k != "dbg"},
+                "config_values": {k: self.config.get(k, "n") if self.config else "?" for k in keys}}
 
 
 # --------------------------------------------------------------------------- config
@@ -342,7 +350,9 @@ def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
                   config_path=config, vmlinux=dbg / "vmlinux" if has_dbg else None,
                   debug_modules_dir=dbg / "modules" if has_dbg and (dbg / "modules").is_dir() else None,
                   extra={"package": dk.debs[0].package, "debian_version": dk.version, "suite": dk.suite,
-                         "dbg": asdict(dk.dbg) if dk.dbg else None})
+                         "dbg": asdict(dk.dbg) if dk.dbg else None,
+                         "debs": [{"package": d.package, "version": d.version, "url": debian.deb_url(d),
+                                   "sha256": d.sha256, "size": d.size} for d in dk.debs]})
 
 
 def _cached_debian(cache: Path, spec: str) -> Optional[debian.DebianKernel]:

@@ -26,6 +26,10 @@ GUEST_DIR = "/root/ph"
 CGROUP = "/sys/fs/cgroup/pinharness"
 SOURCE_SERIAL = "ph-source"
 FILL_SERIAL = "ph-bhfill"
+SOURCE_EXTRA_PAGES = 64  # pages the source disk holds past the file's (the odirect reads that keep it busy)
+# the workload's memory cgroup (cgroup v2 mounted at /sys/fs/cgroup), made before each run
+CGROUP_SETUP = (f"mkdir -p {CGROUP} && (grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || "
+                f"echo +memory > /sys/fs/cgroup/cgroup.subtree_control)")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class WorkloadSpec:
     static: bool = True  # link statically (else against the guest's libraries, same Debian release)
     libs: tuple[str, ...] = ()  # extra link flags
     partial_pages: bool = False  # the device writes a region of each page; verify checks that region
+    tools: tuple[str, ...] = ()  # commands ``prepare`` runs beyond a shell's basics (a repro's initramfs copies them)
 
 
 VFIO_PREPARE = r"""
@@ -130,27 +135,31 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "VFIO type1 DMA map of the mapping (vIOMMU + QEMU edu device); edu DMA-writes while writeback/reclaim run",
         kconfig=("VFIO_PCI", "VFIO_IOMMU_TYPE1", "INTEL_IOMMU", "MEMCG"), source_disk=False,
         vm={"memory_mb": 512, "iommu": True, "devices": ("edu",)}, default_stressors=("bh-fill", "reclaim"),
-        prepare=VFIO_PREPARE),
+        prepare=VFIO_PREPARE, tools=("modprobe",)),
     "rdma": WorkloadSpec(
         "rdma", "rdma.c",
         "soft-RoCE (rdma_rxe) ibv_reg_mr of the mapping; an RDMA WRITE over a loopback RC QP writes into it",
         kconfig=("RDMA_RXE", "INFINIBAND_USER_ACCESS", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
-        default_stressors=("bh-fill", "reclaim"), prepare=RDMA_PREPARE, static=False, libs=("-libverbs",)),
+        default_stressors=("bh-fill", "reclaim"), prepare=RDMA_PREPARE, tools=("modprobe", "ip", "rdma"), static=False,
+        libs=("-libverbs",)),
     "af_xdp": WorkloadSpec(
         "af_xdp", "af_xdp.c",
         "AF_XDP umem registration of the mapping (syzbot's path); frames from a veth peer are copied into it",
         kconfig=("XDP_SOCKETS", "BPF_SYSCALL", "VETH", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
-        default_stressors=("bh-fill", "reclaim"), prepare=AF_XDP_PREPARE, partial_pages=True),
+        default_stressors=("bh-fill", "reclaim"), prepare=AF_XDP_PREPARE, tools=("modprobe", "ip"),
+        partial_pages=True),
     "kvm": WorkloadSpec(
         "kvm", "kvm.c",
         "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
-        kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"), prepare=KVM_PREPARE),
+        kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"),
+        prepare=KVM_PREPARE, tools=("modprobe",)),
     "vhost_net": WorkloadSpec(
         "vhost_net", "vhost_net.c",
         "vhost-net with its receive ring and buffers in the mapping (tap backend); the vhost worker writes "
         "received frames into it with uaccess, no pin",
         kconfig=("VHOST_NET", "TUN", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
-        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_NET_PREPARE, partial_pages=True),
+        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_NET_PREPARE, tools=("modprobe",),
+        partial_pages=True),
     "vhost_vdpa": WorkloadSpec(
         "vhost_vdpa", "vhost_vdpa.c",
         "vhost-vdpa IOTLB map of the mapping (FOLL_LONGTERM pin) as vdpa_sim_net's receive buffers; "
@@ -158,7 +167,8 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         # vdpa_sim's use_va (v6.3+, on by default) maps user VAs without pinning: the PA mode pins
         kconfig=("VHOST_VDPA", "VDPA_SIM_NET", "MEMCG"), source_disk=False,
         vm={"memory_mb": 512, "cmdline": ("vdpa_sim.use_va=0",)},
-        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_VDPA_PREPARE, partial_pages=True),
+        default_stressors=("bh-fill", "reclaim"), prepare=VHOST_VDPA_PREPARE,
+        tools=("modprobe", "vdpa"), partial_pages=True),
     "iommufd": WorkloadSpec(
         "iommufd", "iommufd.c",
         "iommufd IOAS map of the mapping with a mock domain attached (CONFIG_IOMMUFD_TEST: FOLL_LONGTERM pin); "
@@ -181,7 +191,7 @@ def _pattern_page(tag: bytes, index: int) -> bytes:
     return bytes(page)
 
 
-def make_source_disk(directory: Path, pages: int, tag: bytes = b"B", extra_pages: int = 64) -> Path:
+def make_source_disk(directory: Path, pages: int, tag: bytes = b"B", extra_pages: int = SOURCE_EXTRA_PAGES) -> Path:
     """A disk image whose page i holds pattern ``tag`` with index i (what the device writes)."""
     path = Path(directory) / "source.img"
     with open(path, "wb") as f:
@@ -268,10 +278,33 @@ def workload_disks(spec: WorkloadSpec, workdir: Path, pages: int, stressors: tup
 
     disks: list[Disk] = []
     if spec.source_disk:
-        extra = {"throttling.iops-read": spec.source_iops} if spec.source_iops else {}
-        disks.append(Disk(make_source_disk(workdir, pages), SOURCE_SERIAL, readonly=True, extra=extra))
+        disks.append(source_disk(spec, make_source_disk(workdir, pages)))
     disks += stressor_disks(stressors, workdir)
     return disks
+
+
+def source_disk(spec: WorkloadSpec, path: Path) -> Disk:
+    """The "device" disk (pattern B) at ``path``, throttled as the workload wants it."""
+    extra = {"throttling.iops-read": spec.source_iops} if spec.source_iops else {}
+    return Disk(path, SOURCE_SERIAL, readonly=True, extra=extra)
+
+
+def workload_args(spec: WorkloadSpec, file: str, pages: int, stressors: tuple[str, ...], extra_args: list[str],
+                  src: str = "") -> list[str]:
+    """The program's arguments (``extra_args``: what the workload's ``prepare`` printed)."""
+    args = [f"file={file}", f"pages={pages}", f"cgroup={CGROUP}",
+            f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args, *extra_args]
+    return args + ([f"src={src}"] if src else [])
+
+
+def remount_command(fs: str, device: str, mountpoint: str) -> str:
+    """Write back and drop the whole page cache of the scratch fs: a remount."""
+    return f"sync && umount {mountpoint} && mount -t {fs} {device} {mountpoint}"
+
+
+def verify_command(binary: str, file: str, pages: int) -> str:
+    """Count the patterns on disk (O_DIRECT) after the remount: one JSON line."""
+    return f"sync; echo 3 > /proc/sys/vm/drop_caches; {binary} mode=verify file={file} pages={pages}"
 
 
 def _parse_json_line(text: str, what: str) -> dict:
@@ -316,8 +349,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     src = ""
     if spec.source_disk:
         src = vm.disk(SOURCE_SERIAL)
-    vm.run(f"mkdir -p {CGROUP} && (grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || "
-           f"echo +memory > /sys/fs/cgroup/cgroup.subtree_control)", timeout=30, check=True)
+    vm.run(CGROUP_SETUP, timeout=30, check=True)
     extra_args: list[str] = []
     if spec.prepare:
         prep = vm.run(spec.prepare, timeout=120)
@@ -331,10 +363,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     pins_before = read_pins(vm)
     stress.setup()
     try:
-        args = [f"file={file}", f"pages={pages}", f"cgroup={CGROUP}",
-                f"reclaim={1 if 'reclaim' in stressors else 0}", *spec.args, *extra_args]
-        if src:
-            args.append(f"src={src}")
+        args = workload_args(spec, file, pages, stressors, extra_args, src)
         held = f"PH_WHILE_HELD={shlex.quote(stress.while_held)} " if stress.while_held else ""
         cmd = (f"echo $$ > {CGROUP}/cgroup.procs && {held}exec {GUEST_DIR}/{name} "
                + " ".join(shlex.quote(a) for a in args))
@@ -350,10 +379,9 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
                            f"(errno {result['setup_errno']})")
     stress.check_while_held(result, name)
     # Verify what reached the disk: write back, drop the whole page cache by a remount, read with O_DIRECT.
-    vm.run(f"sync && umount {mountpoint} && mount -t {fs} {device} {mountpoint}", timeout=120, check=True)
-    verify = _parse_json_line(
-        vm.run(f"sync; echo 3 > /proc/sys/vm/drop_caches; {GUEST_DIR}/{name} mode=verify file={file} pages={pages}",
-               timeout=120).stdout, f"verify of {name}")
+    vm.run(remount_command(fs, device, mountpoint), timeout=120, check=True)
+    verify = _parse_json_line(vm.run(verify_command(f"{GUEST_DIR}/{name}", file, pages), timeout=120).stdout,
+                              f"verify of {name}")
     pins_after = read_pins(vm, settle=SETTLE_SECONDS)
     end_mark = vm.mark(f"workload {name}: end")
     return WorkloadRun(name, fs, tuple(stressors), result, verify, vm.console_text(start)[: end_mark - start + 200],
