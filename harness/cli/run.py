@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 import time
 from pathlib import Path
 from typing import Sequence
@@ -158,21 +159,29 @@ def run(args: argparse.Namespace) -> int:
         accel = choose_accel(args, kernels[specs[0]], paths, out, progress)
         meta.update({"accel": accel.accel, "accel_reason": accel.reason})
 
+        stopping = threading.Event()  # the run is over: a cell still running in another worker stays quiet
+
+        def log(line: str) -> None:
+            if not stopping.is_set():
+                progress.log(line)
+
         def one(i: int, cell: Cell) -> CellResult:
             tag = f"[{i}/{len(matrix)}]"
-            progress.log(f"{tag} {cell.id} ...")
+            log(f"{tag} {cell.id} ...")
             started = time.monotonic()
 
             def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
+                if stopping.is_set():
+                    raise HarnessError("the run was stopped")
                 return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}",
                                 accel, VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
-                                log=progress.log)
+                                log=log)
 
-            res = confirm(attempt(1), attempt, policy, log=lambda s: progress.log(f"{tag} {s}"))
+            res = confirm(attempt(1), attempt, policy, log=lambda s: log(f"{tag} {s}"))
             seconds = sum(a.seconds for a in res.attempts) or res.seconds
             progress.cell_done(time.monotonic() - started, ran=res.status != "SKIP")  # wall time: what the ETA needs
-            progress.log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
-                         f"({seconds:.0f}s){progress.eta_text()}")
+            log(f"{tag} {cell.id}: {results_mod.terminal_outcome(res)} -> {results_mod.verdict_text(res)} "
+                f"({seconds:.0f}s){progress.eta_text()}")
             return res
 
         with named_enospc(out, "the cells' logs and results"):  # cell.json, console logs, scratch disks
@@ -181,12 +190,27 @@ def run(args: argparse.Namespace) -> int:
                     done.append(one(i, cell))
             else:  # each worker thread boots, uses and reaps its own guest
                 pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
+                futures = {pool.submit(one, i, cell): i for i, cell in enumerate(matrix, 1)}
+                finished: dict[int, CellResult] = {}
                 try:
-                    for fut in [pool.submit(one, i, cell) for i, cell in enumerate(matrix, 1)]:
-                        done.append(fut.result())
+                    for fut in as_completed(futures):
+                        finished[futures[fut]] = fut.result()
+                except BaseException:  # Ctrl-C or an error: no new cells; the running ones end (their guests
+                    stopping.set()     # must be reaped anyway) and keep their results
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for fut, i in futures.items():
+                        if i not in finished and not fut.cancelled():
+                            try:
+                                finished[i] = fut.result()
+                            except BaseException:
+                                pass
+                    raise
                 finally:
-                    pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no new cells
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    done.extend(finished[i] for i in sorted(finished))  # in matrix order
     except BaseException as exc:
+        if "stopping" in locals():
+            stopping.set()
         meta["interrupted"] = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         _remove_scratch_images(out, matrix)
         if done:  # the cells that finished keep their results, whatever stopped the rest
