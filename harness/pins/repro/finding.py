@@ -103,6 +103,20 @@ def load(directory: Path) -> Finding:
         outcome=d.get("outcome", ""), titles=tuple(d.get("titles") or ()), lost_pages=int(d.get("lost_pages") or 0),
         device_pages=int(d.get("device_pages") or 0), pin_errno=int(d.get("pin_errno") or 0),
         expect=d.get("expect", ""), fsck_clean=d.get("fsck_clean"), accel=d.get("accel", ""),
-        runs=int(d.get("runs") or 1), reproduced=int(d.get("reproduced") or 1),
+        **_rate(directory, cell.get("id", directory.name), d),
         pages=int((run.get("result") or {}).get("pages") or run.get("verify", {}).get("pages") or 16),
         reports=_text(directory / "reports.txt"), fsck=_text(directory / "fsck.txt"), kernel=kernel)
+
+
+def _rate(directory: Path, cell_id: str, cell_doc: dict) -> dict:
+    """runs/reproduced: cell.json is one run's; a confirmed cell's rate is in the run's results.json."""
+    results = directory.parent / "results.json"
+    if results.exists():
+        try:
+            for c in json.loads(results.read_text()).get("cells", []):
+                if c.get("id") == cell_id or (c.get("cell") or {}).get("id") == cell_id:
+                    return {"runs": int(c.get("runs") or 1), "reproduced": int(c.get("reproduced") or 1)}
+        except (ValueError, OSError):
+            pass
+    return {"runs": int(cell_doc.get("runs") or 1), "reproduced": int(cell_doc.get("reproduced") or 1)}
+

@@ -522,3 +522,17 @@ def test_repro_sh_runs_the_cell_in_a_chroot_of_the_initramfs(initramfs_root):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1] == "REPRODUCED: WARNING in ext4_dirty_folio, 0/16 pages lost"
+
+
+def test_the_rate_of_a_confirmed_cell_comes_from_the_runs_results_json(tmp_path):
+    """cell.json is one run's record; `run --confirm` writes the cell's rate into results.json."""
+    from harness.pins.repro import finding
+    from repro_cells import make_cell
+
+    cell_dir = make_cell(tmp_path, "odirect")
+    assert (finding.load(cell_dir).runs, finding.load(cell_dir).reproduced) == (1, 1)
+    cell_id = json.loads((cell_dir / "cell.json").read_text())["cell"]["id"]
+    (cell_dir.parent / "results.json").write_text(json.dumps(
+        {"pinharness": 1, "cells": [{"cell": {"id": cell_id}, "runs": 3, "reproduced": 3}]}))
+    got = finding.load(cell_dir)
+    assert (got.runs, got.reproduced) == (3, 3)
