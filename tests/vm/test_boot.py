@@ -60,6 +60,9 @@ def test_each_test_starts_with_its_own_marker(module_vm, request):
 
 def test_vm_artifacts_are_written(vm, kernel):
     argv = (vm.workdir / "qemu-argv.json").read_text()
-    assert '"-kernel"' in argv and str(kernel.image) in argv
+    # what -kernel got: the bzImage's uncompressed vmlinux through PVH when it has one, else the image
+    from harness.vm.vm import boot_image
+    booted = boot_image(kernel, vm.paths, vm.options)
+    assert '"-kernel"' in argv and str(booted) in argv and booted in (kernel.image, *vm.paths.cache.glob("pvh/*.vmlinux"))
     assert (vm.workdir / "console.log").stat().st_size > 0
     assert "PINHARNESS-READY" in vm.console_text()
