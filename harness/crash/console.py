@@ -102,18 +102,26 @@ def _marker_re():
     return rx("|".join(re.escape(o.marker) for o in table.OOPSES))
 
 
+def _clip(body: str, keep_from: int = 0) -> str:
+    """A line cut to MAX_LINE_CHARS after ``keep_from`` (the kernel never prints longer lines;
+    user-space lines can be megabytes of hex, and no regex needs more)."""
+    return body[:keep_from + table.MAX_LINE_CHARS]
+
+
 def _find_headers(text: str) -> list[_Header]:
     headers: list[_Header] = []
-    seen_line = -1
-    line_no, counted_to = 0, 0
-    for m in _marker_re().finditer(text):
-        start = text.rfind("\n", 0, m.start()) + 1
-        if start <= seen_line:
-            continue
-        seen_line = start
+    line_no, counted_to, pos = 0, 0, 0
+    markers = _marker_re()
+    while True:
+        m = markers.search(text, pos)
+        if m is None:
+            break
+        start = text.rfind("\n", 0, m.start()) + 1  # never before pos: each line is looked at once
         end = text.find("\n", m.start())
         end = len(text) if end == -1 else end
+        pos = end + 1
         ctx, body = split_prefix(text[start:end])
+        body = _clip(body, max(0, m.start() - start - (end - start - len(body))))
         oops = _oops_for(body)
         if oops is None:
             continue
@@ -139,6 +147,20 @@ class _Collected:
     lines: list[str]
     end: int
     absorbed: set[int] = field(default_factory=set)
+    cut: bool = False  # stopped by a bound, not by the report's end
+
+
+@dataclass
+class _Budget:
+    """Lines and characters a report may still look at."""
+
+    lines: int
+    chars: int
+
+    def take(self, chars: int) -> bool:
+        self.lines -= 1
+        self.chars -= chars + 1
+        return self.lines >= 0 and self.chars >= 0
 
 
 def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collected:
@@ -147,10 +169,15 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
     ctx, oops = head.ctx, head.oops
     pending: list[str] = []  # lines after an end marker, kept if a continuation follows
     ended, since_end, cpu_traceback = _ends(oops, head.body, first=True), 0, False
+    size = len(head.body)
+    # Every line looked at counts, other callers' too: a report never scans more than this.
+    budget = _Budget(lines=table.MAX_SCAN_LINES, chars=table.MAX_SCAN_CHARS)
     for start, end in _iter_lines(text, head.end + 1):
-        if len(out.lines) >= oops.max_lines:
+        if len(out.lines) >= oops.max_lines or size >= table.MAX_REPORT_CHARS or not budget.take(end - start):
+            out.cut = True
             break
         lctx, body = split_prefix(text[start:end])
+        body = _clip(body)
         hdr = header_at.get(start)
         same_stream = not ctx or lctx == ctx or (cpu_traceback and lctx.startswith("C"))
         if hdr is not None and (not ctx or hdr.ctx == ctx):
@@ -176,6 +203,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
         if not same_stream:
             continue
         out.lines.append(body)
+        size += len(body) + 1
         out.end = end
         if table.CPU_TRACEBACK in body:
             cpu_traceback = True

@@ -125,7 +125,7 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: KMSAN:", "KMSAN: {1} in {3}", type=KMSAN,
                report=expand(r"BUG: KMSAN: ([a-z\-]+) in {{FUNC}}"),
                alt=("bad-access in {3}",), no_stack_trace=True,
-               stack=StackSpec(parts=(STACK, r"(Local variable .* created at:|Uninit was created at:)", STACK),
+               stack=StackSpec(parts=(STACK, r"(Local variable (?:(?!Local variable ).)* created at:|Uninit was created at:)", STACK),
                                skip=("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$",
                                      "^(?:crypto|cipher|drbg|rng)_"))),
         Format(r"BUG: KCSAN:", "KCSAN: {1}", report=r"BUG: KCSAN: (.*)", no_stack_trace=True, type=KCSAN),
@@ -370,7 +370,7 @@ OOPSES: tuple[Oops, ...] = (
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
         Format(r"UBSAN: array-index-out-of-bounds in", "UBSAN: array-index-out-of-bounds in {1}",
                alt=("bad-access in {1}",), stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
-        Format(r"UBSAN:", "UBSAN: {1} in {2}", report=r"UBSAN: (.*?) in",
+        Format(r"UBSAN:", "UBSAN: {1} in {2}", report=r"UBSAN: ((?:(?!UBSAN: ).)*?) in",
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
     ), end=_KASAN_END),
     Oops("VFS: Busy inodes after unmount", FS_ERROR, (
@@ -379,25 +379,26 @@ OOPSES: tuple[Oops, ...] = (
     ), max_lines=1, interrupts=False),
     # File-system distress that is no oops: one line each, no stack expected.
     Oops("EXT4-fs error", FS_ERROR, (
-        Format(r"EXT4-fs error \([^)]*\)(?::| in) ([a-zA-Z0-9_]+)", "EXT4-fs error in {1}", no_stack_trace=True),
+        Format(r"EXT4-fs error \([^)]{0,64}\)(?::| in) ([a-zA-Z0-9_]+)", "EXT4-fs error in {1}", no_stack_trace=True),
         Format(r"EXT4-fs error", "EXT4-fs error", no_stack_trace=True),
     ), max_lines=1, interrupts=False),
     Oops("EXT4-fs warning", FS_ERROR, (
-        Format(r"EXT4-fs warning \([^)]*\): ([a-zA-Z0-9_]+):.*does not have buffers attached",
+        Format(r"EXT4-fs warning \([^)]{0,64}\): ([a-zA-Z0-9_]+):.*does not have buffers attached",
                "EXT4-fs warning in {1}: page does not have buffers attached", no_stack_trace=True),
     ), header=r"EXT4-fs warning .*does not have buffers attached", max_lines=1, interrupts=False),
     Oops("XFS: Assertion failed", FS_ERROR, (
-        Format(r"XFS: Assertion failed: (.*), file: ([^,]+), line: [0-9]+", "XFS: Assertion failed: {1}",
+        Format(r"XFS: Assertion failed: ((?:(?!XFS: Assertion failed: ).)*), file: ([^,]+), line: [0-9]+",
+               "XFS: Assertion failed: {1}",
                alt=("XFS: Assertion failed in {2}",), no_stack_trace=True),
     ), max_lines=120,
         # CONFIG_XFS_DEBUG turns the assertion into a BUG (or a WARNING with XFS_WARN) in assfail/asswarn.
         absorbs=(r"kernel BUG at fs/xfs/xfs_message\.c", r"WARNING: .*fs/xfs/xfs_message\.c",
                  r"invalid opcode:")),
     Oops("XFS (", FS_ERROR, (
-        Format(expand(r"XFS \([^)]*\): (Metadata corruption|Corruption of in-memory data|Metadata CRC error)"
-                      r"[^\n]* detected at {{FUNC}}"), "XFS: {1} detected in {2}", no_stack_trace=True),
-        Format(r"XFS \([^)]*\): (Corruption warning|Corruption detected)", "XFS: {1}", no_stack_trace=True),
-    ), header=r"XFS \([^)]*\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False),
+        Format(expand(r"XFS \([^)]{0,64}\): (Metadata corruption|Corruption of in-memory data|Metadata CRC error)"
+                      r".* detected at {{FUNC}}"), "XFS: {1} detected in {2}", no_stack_trace=True),
+        Format(r"XFS \([^)]{0,64}\): (Corruption warning|Corruption detected)", "XFS: {1}", no_stack_trace=True),
+    ), header=r"XFS \([^)]{0,64}\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False),
     Oops("Buffer I/O error", IO_ERROR, (
         Format(r"Buffer I/O error on dev ([^,]+), logical block [0-9]+, (.*)", "Buffer I/O error on dev {1}, {2}",
                no_stack_trace=True),
@@ -420,6 +421,15 @@ CONTINUATIONS: tuple[str, ...] = (
 )
 CONTINUATION_WINDOW = 60
 YIELD_WINDOW = 12  # lines within which a ``yields_to`` header must follow
+
+# Bounds that keep parsing linear on any log.  The kernel cuts a printk record at 1024 bytes, so a
+# longer line is user-space output: it is cut too before any regex sees it.  A report keeps at most
+# Oops.max_lines lines and MAX_REPORT_CHARS characters, and looks at no more than MAX_SCAN_LINES
+# lines / MAX_SCAN_CHARS characters after its first line, other callers' lines included.
+MAX_LINE_CHARS = 1024
+MAX_REPORT_CHARS = 256 * 1024
+MAX_SCAN_LINES = 4000
+MAX_SCAN_CHARS = 2 * 1024 * 1024
 
 # Lines after which everything in the report is another CPU's business (NMI backtraces).
 CPU_TRACEBACK = r"Sending NMI from CPU"
@@ -522,7 +532,7 @@ HUNG_SKIP: tuple[str, ...] = (
 
 # Source files that are generic plumbing, never the guilty file.
 GUILTY_FILE_IGNORES: tuple[str, ...] = (
-    r".*\.h$", r"^lib/.*", r"^virt/lib/.*", r"^mm/kasan/.*", r"^mm/kmsan/.*", r"^mm/kfence/.*",
+    r"\.h$", r"^lib/.*", r"^virt/lib/.*", r"^mm/kasan/.*", r"^mm/kmsan/.*", r"^mm/kfence/.*",
     r"^kernel/kcov.c", r"^mm/sl.b.c", r"^mm/filemap.c", r"^mm/folio-compat.c", r"^mm/truncate.c",
     r"^mm/memory.c", r"^mm/percpu.*", r"^mm/vmalloc.c", r"^mm/page_alloc.c", r"^mm/mempool.c", r"^mm/util.c",
     r"^kernel/rcu/.*", r"^arch/.*/kernel/traps.c", r"^arch/.*/kernel/unwind.*.c", r"^arch/.*/mm/fault.c",
@@ -536,14 +546,17 @@ GUILTY_FILE_IGNORES: tuple[str, ...] = (
 )
 # Lines whose file reference says nothing about the culprit.
 GUILTY_LINE_IGNORE = r"(hardirqs|softirqs)\s+last\s+(enabled|disabled)|^Register r\d+ information"
-FILENAME = r"([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]+\.(?:c|h)):[0-9]+"
+# A source file reference "fs/ext4/inode.c:3606".  It may only start where a run of file-name characters
+# starts (the look-behind): tried from every position of a run, the search was cubic in the run's length.
+FILENAME = r"(?<![a-zA-Z0-9_\-\./])([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]\.(?:c|h)):[0-9]+"
 
 # Title normalisation, applied in order until stable (dynamic parts make bad dedup keys).
 TITLE_REPLACEMENTS: tuple[tuple[str, str], ...] = (
     (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\1ADDR"),
     (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP"),
     (r"(\.\w+)(:[0-9]+)+", r"\1:LINE"),
-    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
+    # "func+0x1/0x2" -> "func"; a symbol only starts where its run of characters starts (linear search).
+    (r"(?<![a-zA-Z0-9_.])([0-9_.]*+[a-zA-Z][a-zA-Z0-9_.]++)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
     (r"CPU#[0-9]+", "CPU"),
     (r"(\W)(\d+)(\W|$)", r"\1NUM\3"),
     (r"(\d+){7,}", "NUM"),
@@ -565,7 +578,88 @@ QUESTIONABLE_FRAME = r"(?:\[<[0-9a-f]+>\])? \? "
 
 
 
+_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+
+
+def _split_any(pattern: str) -> Optional[list[str]]:
+    """``pattern`` cut at its top-level ``.*`` (outside groups and classes), or None when it has
+    a top-level alternation, spans lines, or has no such ``.*``."""
+    parts, depth, cls, i, start = [], 0, False, 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if pattern[i + 1:i + 2] == "n":
+                return None
+            i += 2
+            continue
+        if cls:
+            cls = ch != "]"
+        elif ch == "[":
+            cls = True
+            i += pattern[i + 1:i + 2] == "]"
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return None
+        elif (ch == "." and depth == 0 and pattern[i + 1:i + 2] == "*"
+              and pattern[i + 2:i + 3] not in ("?", "+")):
+            parts.append(pattern[start:i])
+            i += 2
+            start = i
+            continue
+        i += 1
+    parts.append(pattern[start:])
+    return parts if len(parts) > 1 else None
+
+
+def linear(pattern: str) -> str:
+    """``HEAD.*A.*B`` rewritten so that a search is linear in the line's length.
+
+    Searched as written, each occurrence of HEAD on a line rescans the rest of the line for A (and
+    each A for B): quadratic in a line made of HEADs.  Here each gap may not run over another HEAD
+    and stops at the first A, then at the first B (atomic, lazy): every character is looked at a
+    bounded number of times.  A line still matches if HEAD is followed by A and then B with no other
+    HEAD in between — the parts of a title come after the last marker before them.
+    """
+    flags = _FLAGS.match(pattern)
+    prefix = flags.group(0) if flags else ""
+    parts = _split_any(pattern[len(prefix):])
+    if parts is None or not parts[0]:
+        return pattern
+    head = re.sub(r"(?<!\\)\((?!\?)", "(?:", parts[0])  # the look-ahead copy must not add groups
+    gap = f"(?:(?!{head}).)*?"
+    return prefix + parts[0] + "".join(f"(?>{gap}{part})" for part in parts[1:])
+
+
+@dataclass(frozen=True)
+class _FromFirstHead:
+    """A multi-line regex ``HEAD(?:.*\\n)+?A(?:.*\\n)+?B`` tried at the first HEAD only, each
+    ``(?:.*\\n)+?A`` committed to the first line with an A (atomic).
+
+    If A then B do not follow the first HEAD, they follow no later HEAD either; searched as
+    written, every HEAD (and every A) would rescan the rest of the text: quadratic."""
+
+    head: "re.Pattern[str]"
+    full: "re.Pattern[str]"
+
+    @property
+    def pattern(self) -> str:
+        return self.full.pattern
+
+    def search(self, text: str, pos: int = 0):
+        first = self.head.search(text, pos)
+        return None if first is None else self.full.match(text, first.start())
+
+
 @functools.lru_cache(maxsize=None)
-def rx(pattern: str, flags: int = 0) -> "re.Pattern[str]":
-    """Compile one of this table's regexes (compiled once per process)."""
-    return re.compile(pattern, flags)
+def rx(pattern: str, flags: int = 0):
+    """Compile one of this table's regexes (once per process) so that searching it is linear:
+    ``.*`` gaps are rewritten by ``linear``, multi-line patterns are tried at their first head."""
+    next_lines = "(?:.*\\n)+?"
+    head, *rest = pattern.split(next_lines)
+    if head and rest and all(p.count("(") == p.count(")") for p in rest):
+        full = head + "".join(f"(?>{next_lines}{part})" for part in rest)
+        return _FromFirstHead(re.compile(linear(head), flags), re.compile(full, flags))
+    return re.compile(linear(pattern), flags)
