@@ -45,9 +45,12 @@ class CrashReport:
     report: str
     start: int  # character offsets of the report in the parsed text
     end: int
+    subtype: str = ""  # syzbot's finer type when it has one ("KASAN-USE-AFTER-FREE-WRITE")
+    ours: bool = False  # a kind syzbot does not report
 
 
 CORRUPTED_NO_FRAMES = "extracted no frames"
+CORRUPTED_TRUNCATED = "report is cut in the middle of a stack trace"
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,8 @@ def _yields(head: _Header, headers: list[_Header], i: int) -> bool:
 
 
 def parse(text: str) -> list[CrashReport]:
-    """Every crash report in a console log, in order of appearance."""
+    """Every crash report in a console log, in order of appearance: syzbot's kinds first, then
+    our own (file-system and I/O errors, page dumps), so that the first report is syzbot's."""
     headers = _find_headers(text)
     header_at = {h.start: h for h in headers}
     absorbed: set[int] = set()
@@ -239,8 +243,9 @@ def parse(text: str) -> list[CrashReport]:
             continue
         got = _collect(text, head, header_at)
         absorbed |= got.absorbed
-        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end))
-    return reports
+        truncated = got.cut or got.end >= len(text.rstrip("\n"))
+        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated))
+    return sorted(reports, key=lambda r: r.ours)
 
 
 def parse_bytes(data: bytes) -> list[CrashReport]:
@@ -251,14 +256,19 @@ def parse_bytes(data: bytes) -> list[CrashReport]:
 # ---------------------------------------------------------------- titles
 
 
-def _build(head: _Header, report: str, start: int, end: int) -> CrashReport:
+def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False) -> CrashReport:
     title, alts, reason, fmt = describe(report, head.oops)
     if not reason:
         reason = _corruption(title, report, fmt)
+    if not reason and truncated and _ends_mid_trace(report, fmt):
+        reason = CORRUPTED_TRUNCATED
+    kind = fmt.type if fmt is not None and fmt.type else head.oops.type
     return CrashReport(
         title=sanitize_title(title),
         alt_titles=_unique(sanitize_title(a) for a in alts),
-        type=(fmt.type if fmt is not None and fmt.type else head.oops.type),
+        type=kind,
+        subtype=_subtype(sanitize_title(title), kind),
+        ours=head.oops.ours,
         corrupted=bool(reason),
         corrupted_reason=reason,
         guilty_file=guilty_file(report, title),
@@ -392,6 +402,7 @@ def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> t
     corrupted_lines = [rx(p) for p in table.CORRUPTED_LINES]
     stack_starts = [rx(p) for p in table.STACK_STARTS]
     frame_re = rx(table.FRAME_LINE)
+    unreliable = rx(table.UNRELIABLE_FRAME)
     while True:
         if idx == len(parts) or (parts[idx] == STACK and traces > 0):
             key = _pick(raw, extractor)
@@ -424,7 +435,8 @@ def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> t
                 _add_frames(raw, m, skip)
                 idx += 1
                 break
-            _add_frames(raw, frame_re.search(ln), skip)
+            if not unreliable.search(ln):
+                _add_frames(raw, frame_re.search(ln), skip)
         idx += 1
     return results, ok
 
@@ -469,6 +481,24 @@ _EXTRACTORS = {"first": _first, "stall": _stall, "hung": _hung}
 
 
 # ---------------------------------------------------------------- corruption, guilty file, frames
+
+
+def _subtype(title: str, kind: str) -> str:
+    for prefix, subtype in table.SUBTYPES:
+        if title.startswith(prefix):
+            return subtype
+    return ""
+
+
+def _ends_mid_trace(report: str, fmt: Optional[Format]) -> bool:
+    """The log (or the report's bound) ended while a stack trace was being printed."""
+    if fmt is None or fmt.no_stack_trace:
+        return False
+    lines = report.rstrip("\n").split("\n")
+    last = lines[-1]
+    if len(lines) < 2 or rx(table.STACK_END).search(last) or not rx(table.FRAME_LINE).search(last):
+        return False
+    return any(rx(p).search(line) for line in lines for p in table.STACK_STARTS)
 
 
 def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:

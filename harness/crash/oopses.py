@@ -47,6 +47,7 @@ def expand(template: str) -> str:
 WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN = "WARNING", "BUG", "KASAN", "KFENCE", "KMSAN", "KCSAN", "UBSAN"
 LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR = (
     "LOCKDEP", "HANG", "PANIC", "MEMORY-LEAK", "FS-ERROR", "IO-ERROR")
+SYZ_FAILURE, REBOOT = "SYZ-FAILURE", "REBOOT"  # the fuzzer's own failures; a reboot nobody asked for
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Oops:
     absorbs: tuple[str, ...] = ()  # later first lines that continue this report
     yields_to: tuple[str, ...] = ()  # no report of its own when one of these follows closely
     interrupts: bool = True  # False: appearing inside another report does not end it
+    ours: bool = False  # a kind syzbot does not report: listed after syzbot's kinds
 
 
 _RIP_FRAME = expand(
@@ -121,6 +123,9 @@ OOPSES: tuple[Oops, ...] = (
                alt=("invalid-free in {2}",),
                stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {{FUNC}}"),
                                       CALL_TRACE, STACK), skip=("slab_", "kfree", "vunmap", "vfree"))),
+        # Old KASAN (4.x): "BUG: KASAN: null-ptr-deref on address (null)" then "Read of size 8 by task".
+        Format(r"BUG: KASAN: ([a-z\-]+) on address(?:.*\n)+?.*(Read|Write) of size ([0-9]+)", "KASAN: {1} {2}",
+               type=KASAN, no_stack_trace=True),
         Format(r"BUG: KASAN: (.*)", "KASAN: {1}", corrupted=True, type=KASAN),
         Format(r"BUG: KMSAN:", "KMSAN: {1} in {3}", type=KMSAN,
                report=expand(r"BUG: KMSAN: ([a-z\-]+) in {{FUNC}}"),
@@ -181,7 +186,7 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: workqueue lockup", "BUG: workqueue lockup", no_stack_trace=True, type=HANG),
         Format(r"BUG: sleeping function called from invalid context at (.*)",
                "BUG: sleeping function called from invalid context in {2}", stack=_CALL_STACK),
-        Format(r"BUG: using ([a-z_]+)\(\) in preemptible", "BUG: using {1}() in preemptible code in {2}",
+        Format(r"BUG: using ([a-z_]+)\(\) in preemptible", "BUG: using {1}() in preemptible code in {2}", type=LOCKDEP,
                stack=StackSpec(parts=(CALL_TRACE, STACK),
                                skip=("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu"))),
         Format(r"BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic in {1}",
@@ -198,7 +203,7 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: Invalid wait context", "WARNING: locking bug in {1}", type=LOCKDEP,
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("lock_sock", "release_sock"))),
         Format(r"BUG:[ \t]*(?:\n|$)", "BUG: corrupted", corrupted=True),
-    ), suppressions=(r"ODEBUG:", r"Boot_DEBUG:", r"DEBUG:", r"BUG: no syscalls can create resource"),
+    ), suppressions=(r"ODEBUG:", r"Boot_DEBUG:", r"xlog_status:", r"DEBUG:", r"BUG: no syscalls can create resource"),
         end=_KASAN_END),
     Oops("WARNING:", WARNING, (
         Format(r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)", "WARNING: ODEBUG bug in {1}",
@@ -262,12 +267,19 @@ OOPSES: tuple[Oops, ...] = (
                stack=StackSpec(parts=(expand(r"{{PC}} +{{FUNC}}"), CALL_TRACE, STACK))),
         Format(r"WARNING: held lock freed!", "WARNING: held lock freed in {1}", type=LOCKDEP,
                report=expand(r"WARNING: held lock freed!(?:.*\n)+?.*at:(?: {{PC}})? +{{FUNC}}")),
+        # "(ptrval)" instead of an address (hashed pointers, 4.15+).
+        Format(r"WARNING: kernel stack regs .* has bad 'bp' value", "WARNING: kernel stack regs has bad value",
+               no_stack_trace=True),
+        Format(r"WARNING: kernel stack frame pointer .* has bad value", "WARNING: kernel stack regs has bad value",
+               no_stack_trace=True),
         Format(r"WARNING:[ \t]*(?:\n|$)", "WARNING: corrupted", corrupted=True),
     ), suppressions=(
         r"WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
         r"WARNING: workqueue cpumask: online intersect > possible intersect",
         r"WARNING: [Tt]he mand mount option",
         r"WARNING: Unprivileged eBPF is enabled with eIBRS",
+        r"WARNING: Unsupported flag value\(s\) of 0x%x in DT_FLAGS_1",
+        r"WARNING: fbcon: Driver '.*' missed to adjust virtual screen size",
         r"WARNING: See https.* for mitigation options.",
         r"WARNING: kernel not compiled with CPU_SRSO",
         r"EXT4-[Ff][Ss](?: \(.*\))?:",  # __ext4_msg; ext4's own warnings are the EXT4-fs entries below
@@ -281,6 +293,12 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"INFO: possible recursive locking detected", "possible deadlock in {1}", type=LOCKDEP,
                report=expand(r"INFO: possible recursive locking detected \](?:.*\n)+?.*is trying to acquire lock"
                              r"(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        Format(r"INFO: possible irq lock inversion dependency detected", "possible deadlock in {1}", type=LOCKDEP,
+               report=expand(r"INFO: possible irq lock inversion dependency detected \](?:.*\n)+?.*just changed the"
+                             r" state of lock(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        Format(r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected", "possible deadlock in {1}", type=LOCKDEP,
+               report=expand(r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected \](?:.*\n)+?.*is trying to"
+                             r" acquire(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: inconsistent lock state", "inconsistent lock state in {1}", type=LOCKDEP,
                report=expand(r"INFO: inconsistent lock state \](?:.*\n)+?.*takes(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall", "INFO: rcu detected stall in {1}",
@@ -302,7 +320,8 @@ OOPSES: tuple[Oops, ...] = (
     ), suppressions=(
         r"INFO: lockdep is turned off", r"INFO: Stall ended before state dump start", r"INFO: NMI handler",
         r"INFO: recovery required on readonly filesystem", r"(handler|interrupt).*took too long",
-        r"_INFO:",
+        r"_INFO:", r"INFO: sys_.* is not present in /proc/kallsyms", r"INFO: no syscalls can create resource",
+        r"rmt_storage:INFO:",
     ), end=()),
     Oops("detected hard LOCKUP", HANG, (
         # No syzbot rule: named like the soft lockup, by the looping frame under the NMI.
@@ -362,6 +381,61 @@ OOPSES: tuple[Oops, ...] = (
     Oops("divide error:", BUG, (
         Format(r"divide error: ", "divide error in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
     )),
+    # A misspelling of the above since 9d06c4027f21 ("x86/entry: Convert Divide Error to IDTENTRY").
+    Oops("divide_error:", BUG, (
+        Format(r"divide_error: ", "divide error in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
+    )),
+    Oops("int3: ", BUG, (
+        Format(r"int3: ", "int3 in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
+    )),
+    Oops("Kernel BUG", BUG, (
+        Format(r"Kernel BUG (.*)", "kernel BUG {1}"),
+    )),
+    # ARM32: "Internal error: Oops: 5 [#1] PREEMPT SMP ARM", "Unhandled fault: page domain fault (0x01b) at
+    # 0x00000000", "Alignment trap: not handling instruction e1953f9f at [<c06a4d84>]"; the culprit is on "PC is at".
+    Oops("Internal error:", BUG, (
+        Format(r"Internal error:", "Internal error in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
+    )),
+    Oops("Unhandled fault:", BUG, (
+        Format(r"Unhandled fault:", "Unhandled fault in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
+    ), absorbs=(r"Internal error:",)),
+    Oops("Alignment trap:", BUG, (
+        Format(r"Alignment trap:", "Alignment trap in {1}", stack=_RIP_STACK),
+    ), absorbs=(r"Unhandled fault:", r"Internal error:")),
+    # Rust: "rust_kernel: panicked at rust/kernel/x.rs:12:5:" then the message on the next line.
+    Oops("rust_kernel: panicked", PANIC, (
+        Format(r"rust_kernel: panicked", "{1} in {2}", report=r"rust_kernel: panicked at [^\n]*?\n(.+?)\n",
+               stack=StackSpec(parts=(CALL_TRACE, STACK), skip=(r"__rustc::rust_begin_unwind",))),
+    )),
+    Oops("trusty: panic", PANIC, (
+        Format(r"trusty: panic.* ASSERT FAILED", "trusty: ASSERT FAILED: {1}", no_stack_trace=True,
+               report=r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)"),
+        Format(r"trusty: panic.* ASSERT FAILED.*: *(.*)", "trusty: ASSERT FAILED: {1}", corrupted=True),
+        Format(r"trusty: panic", "trusty: panic: {1}", report=r"trusty: panic \(.*?\): (.+)", no_stack_trace=True),
+    )),
+    Oops("Booting the kernel.", REBOOT, (
+        Format(r"^Booting the kernel", "unexpected kernel reboot", no_stack_trace=True),
+    ), suppressions=(r"Parsing ELF|Decompressing Linux|Unknown parameter '",), max_lines=1),
+    Oops("unregister_netdevice: waiting for", HANG, (
+        Format(r"unregister_netdevice: waiting for (?:.*) to become free",
+               "unregister_netdevice: waiting for DEV to become free", no_stack_trace=True),
+    ), max_lines=1, interrupts=False),
+    Oops("VFS: Close: file count is 0", FS_ERROR, (
+        Format(r"VFS: Close: file count is 0", "VFS: Close: file count is zero (use-after-free)",
+               no_stack_trace=True),
+    ), max_lines=1, interrupts=False),
+    # The fuzzer's own failures (syz-executor's fail(), log.Fatal) and Go runtime crashes.
+    Oops("SYZFAIL:", SYZ_FAILURE, (
+        Format(r"SYZFAIL:(.*)", "SYZFAIL:{1}", no_stack_trace=True),
+    ), suppressions=(r"SYZFAIL: SIGBUS",), max_lines=1),
+    Oops("SYZFATAL:", SYZ_FAILURE, (
+        Format(r"SYZFATAL:(.*)()", "SYZFATAL:{1}", alt=("SYZFATAL{2}",), no_stack_trace=True),
+    ), max_lines=1),
+    Oops("fatal error:", SYZ_FAILURE, (
+        Format(r"fatal error:", "go runtime error", no_stack_trace=True),
+    ), suppressions=(r"ALSA", r"fatal error: cannot create timer", r"fatal error: runtime: out of memory",
+                     r"fatal error: runtime: cannot allocate memory", r"fatal error: unexpected signal during runtime"),
+        max_lines=1),
     Oops("invalid opcode:", BUG, (
         Format(r"invalid opcode: ", "invalid opcode in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
     )),
@@ -377,20 +451,20 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"VFS: Busy inodes after unmount", "VFS: Busy inodes after unmount (use-after-free)",
                no_stack_trace=True),
     ), max_lines=1, interrupts=False),
-    # File-system distress that is no oops: one line each, no stack expected.
+    # File-system distress that is no oops: one line each, no stack expected (our own kinds).
     Oops("EXT4-fs error", FS_ERROR, (
         Format(r"EXT4-fs error \([^)]{0,64}\)(?::| in) ([a-zA-Z0-9_]+)", "EXT4-fs error in {1}", no_stack_trace=True),
         Format(r"EXT4-fs error", "EXT4-fs error", no_stack_trace=True),
-    ), max_lines=1, interrupts=False),
+    ), max_lines=1, interrupts=False, ours=True),
     Oops("EXT4-fs warning", FS_ERROR, (
         Format(r"EXT4-fs warning \([^)]{0,64}\): ([a-zA-Z0-9_]+):.*does not have buffers attached",
                "EXT4-fs warning in {1}: page does not have buffers attached", no_stack_trace=True),
-    ), header=r"EXT4-fs warning .*does not have buffers attached", max_lines=1, interrupts=False),
+    ), header=r"EXT4-fs warning .*does not have buffers attached", max_lines=1, interrupts=False, ours=True),
     Oops("XFS: Assertion failed", FS_ERROR, (
         Format(r"XFS: Assertion failed: ((?:(?!XFS: Assertion failed: ).)*), file: ([^,]+), line: [0-9]+",
                "XFS: Assertion failed: {1}",
                alt=("XFS: Assertion failed in {2}",), no_stack_trace=True),
-    ), max_lines=120,
+    ), max_lines=120, ours=True,
         # CONFIG_XFS_DEBUG turns the assertion into a BUG (or a WARNING with XFS_WARN) in assfail/asswarn.
         absorbs=(r"kernel BUG at fs/xfs/xfs_message\.c", r"WARNING: .*fs/xfs/xfs_message\.c",
                  r"invalid opcode:")),
@@ -398,15 +472,16 @@ OOPSES: tuple[Oops, ...] = (
         Format(expand(r"XFS \([^)]{0,64}\): (Metadata corruption|Corruption of in-memory data|Metadata CRC error)"
                       r".* detected at {{FUNC}}"), "XFS: {1} detected in {2}", no_stack_trace=True),
         Format(r"XFS \([^)]{0,64}\): (Corruption warning|Corruption detected)", "XFS: {1}", no_stack_trace=True),
-    ), header=r"XFS \([^)]{0,64}\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False),
+    ), header=r"XFS \([^)]{0,64}\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False,
+        ours=True),
     Oops("Buffer I/O error", IO_ERROR, (
         Format(r"Buffer I/O error on dev ([^,]+), logical block [0-9]+, (.*)", "Buffer I/O error on dev {1}, {2}",
                no_stack_trace=True),
         Format(r"Buffer I/O error on dev ([^,\s]+)", "Buffer I/O error on dev {1}", no_stack_trace=True),
-    ), max_lines=1, interrupts=False),
+    ), max_lines=1, interrupts=False, ours=True),
     Oops("page dumped because", BUG, (
         Format(r"page dumped because: (.*)", "page dumped because: {1}", no_stack_trace=True),
-    ), header=r"^page dumped because:", max_lines=1, interrupts=False,
+    ), header=r"^page dumped because:", max_lines=1, interrupts=False, ours=True,
         # VM_BUG_ON_PAGE & co dump the page, then BUG: syzbot names the BUG.
         yields_to=(r"kernel BUG at", r"WARNING:", r"BUG:", r"invalid opcode:")),
 )
@@ -446,8 +521,44 @@ STACK_STARTS: tuple[str, ...] = (
     r"Uninit was stored to memory at",
 )
 
-# A line holding one frame; group 1 is the function.
-FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}")
+# A line holding one frame; group 1 is the function.  ARM32 prints "[<pc>] (func) from [<pc>] (caller+0x1/0x2)":
+# both functions are frames (groups 2 and 3; the first is only in LR otherwise).
+FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}|^ *{{PC}} \(([a-zA-Z0-9_.]+)\) from {{PC}} \({{FUNC}}")
+# Frames the unwinder is not sure of are no culprit: powerpc's "func+0x1/0x2 (unreliable)".
+UNRELIABLE_FRAME = r"\(unreliable\)\s*$"
+
+# A last line that ends a stack trace properly (a log that stops right after it is not cut mid-trace).
+STACK_END = r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+
+# syzbot's finer types (pkg/report/crash), by title prefix; the first match wins.
+SUBTYPES: tuple[tuple[str, str], ...] = (
+    ("KFENCE: use-after-free write", "KFENCE-USE-AFTER-FREE-WRITE"),
+    ("KFENCE: use-after-free", "KFENCE-USE-AFTER-FREE-READ"),
+    ("KFENCE: invalid write", "KFENCE-WRITE"), ("KFENCE: out-of-bounds write", "KFENCE-WRITE"),
+    ("KFENCE: invalid read", "KFENCE-READ"), ("KFENCE: out-of-bounds", "KFENCE-READ"),
+    ("KFENCE: memory corruption", "KFENCE-MEMORY-CORRUPTION"), ("KFENCE: invalid free", "KFENCE-INVALID-FREE"),
+    ("KMSAN: uninit-value", "KMSAN-UNINIT-VALUE"),
+    ("KMSAN: kernel-infoleak-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: kernel-usb-infoleak-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: use-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: kernel-infoleak", "KMSAN-INFO-LEAK"), ("KMSAN: kernel-usb-infoleak", "KMSAN-INFO-LEAK"),
+    ("KASAN: null-ptr-deref Write", "KASAN-NULL-PTR-DEREF-WRITE"),
+    ("KASAN: null-ptr-deref Read", "KASAN-NULL-PTR-DEREF-READ"),
+    ("KASAN: double-free or invalid-free", "KASAN-INVALID-FREE"), ("KASAN: invalid-free", "KASAN-INVALID-FREE"),
+    ("KASAN: slab-use-after-free Write", "KASAN-USE-AFTER-FREE-WRITE"),
+    ("KASAN: use-after-free Write", "KASAN-USE-AFTER-FREE-WRITE"),
+    ("KASAN: slab-use-after-free", "KASAN-USE-AFTER-FREE-READ"), ("KASAN: use-after-free", "KASAN-USE-AFTER-FREE-READ"),
+    *((f"KASAN: {kind} Write", "KASAN-WRITE") for kind in (
+        "global-out-of-bounds", "out-of-bounds", "slab-out-of-bounds", "stack-out-of-bounds", "user-memory-access",
+        "vmalloc-out-of-bounds", "wild-memory-access")),
+    *((f"KASAN: {kind}", "KASAN-READ") for kind in (
+        "global-out-of-bounds", "invalid-access", "out-of-bounds", "slab-out-of-bounds", "stack-out-of-bounds",
+        "unknown-crash", "user-memory-access", "vmalloc-out-of-bounds", "wild-memory-access")),
+    ("KASAN:", "KASAN-UNKNOWN"),
+    ("KCSAN: data-race", "KCSAN-DATARACE"), ("KCSAN: assert: race in", "KCSAN-ASSERT"), ("KCSAN:", "KCSAN-UNKNOWN"),
+    ("BUG: scheduling while atomic in", "ATOMIC_SLEEP"),
+    ("BUG: sleeping function called from invalid context in", "ATOMIC_SLEEP"),
+)
 
 # Lines that mean another report (fault injection) is interleaved: corrupted.
 CORRUPTED_LINES: tuple[str, ...] = (
@@ -493,7 +604,14 @@ SKIP_FRAMES: tuple[str, ...] = (
     "print_tainted", "xas_(?:start|load|find)", "find_lock_entries", "truncate_inode_pages_range",
     "__phys_addr", "__fortify_report", "cleanup_srcu_struct", "rhashtable_lookup", "drop_nlink",
     "^get_taint$", "^put_device$", "lock_timer_base", "__timer_delete_sync", "__mod_timer", "fast_dput",
-    "dput",
+    "dput", "program_check_exception", "program_check_common", "hwrng_unregister", "i2c_del_adapter",
+    "__unregister_client", "device_for_each_child", "rollback_registered", "unregister_netdev", "sysfs_remove",
+    "device_remove_file", "tty_unregister_device", "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs",
+    "usb_control_msg", "usb_hcd_submit_urb", "usb_submit_urb", "logic_in", "logic_out", "crc_itu_t",
+    "sk_stop_timer_sync", "mark_buffer_dirty", "extract_(user|iter)_to_sg",
+    # arm64 exception entry: the fault handlers and the user-mode entry are never the culprit.
+    "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
+    "^el0t_64_sync", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
 )
 
 # Prefixes that differ between architectures/kernels for the same syscall frame.
