@@ -204,7 +204,9 @@ OOPSES: tuple[Oops, ...] = (
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("lock_sock", "release_sock"))),
         Format(r"BUG:[ \t]*(?:\n|$)", "BUG: corrupted", corrupted=True),
     ), suppressions=(r"ODEBUG:", r"Boot_DEBUG:", r"xlog_status:", r"DEBUG:", r"BUG: no syscalls can create resource"),
-        end=_KASAN_END),
+        end=_KASAN_END,
+        # "BUG: Dentry ... still in use" is followed by umount_check's WARNING, whose stack it needs.
+        absorbs=(r"WARNING: .*fs/dcache\.c",)),
     Oops("WARNING:", WARNING, (
         Format(r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)", "WARNING: ODEBUG bug in {1}",
                stack=_warning_stack("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap", "vfree",
@@ -405,13 +407,13 @@ OOPSES: tuple[Oops, ...] = (
     # Rust: "rust_kernel: panicked at rust/kernel/x.rs:12:5:" then the message on the next line.
     Oops("rust_kernel: panicked", PANIC, (
         Format(r"rust_kernel: panicked", "{1} in {2}", report=r"rust_kernel: panicked at [^\n]*?\n(.+?)\n",
-               stack=StackSpec(parts=(CALL_TRACE, STACK), skip=(r"__rustc::rust_begin_unwind",))),
-    )),
+               stack=StackSpec(parts=(CALL_TRACE, STACK), skip=(r"rust_begin_unwind",))),
+    ), absorbs=(r"kernel BUG at rust/", r"invalid opcode:")),  # the BUG() that the panic handler calls
     Oops("trusty: panic", PANIC, (
         Format(r"trusty: panic.* ASSERT FAILED", "trusty: ASSERT FAILED: {1}", no_stack_trace=True,
-               report=r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)"),
+               report=r"trusty: panic \([^)]{0,64}\):(?: DEBUG)? ASSERT FAILED at \([^)]{0,256}\): (.+)"),
         Format(r"trusty: panic.* ASSERT FAILED.*: *(.*)", "trusty: ASSERT FAILED: {1}", corrupted=True),
-        Format(r"trusty: panic", "trusty: panic: {1}", report=r"trusty: panic \(.*?\): (.+)", no_stack_trace=True),
+        Format(r"trusty: panic", "trusty: panic: {1}", report=r"trusty: panic \([^)]{0,64}\): (.+)", no_stack_trace=True),
     )),
     Oops("Booting the kernel.", REBOOT, (
         Format(r"^Booting the kernel", "unexpected kernel reboot", no_stack_trace=True),

@@ -39,7 +39,6 @@ def crash_json(rep: CrashReport) -> dict:
         "title": rep.title,
         "alt_titles": rep.alt_titles,
         "type": rep.type,
-        "subtype": rep.subtype,
         "corrupted": rep.corrupted,
         "corrupted_reason": rep.corrupted_reason,
         "guilty_file": rep.guilty_file,
