@@ -101,8 +101,33 @@ def _oops_for(body: str) -> Optional[Oops]:
 
 
 @lru_cache(maxsize=None)
-def _marker_re():
-    return rx("|".join(re.escape(o.marker) for o in table.OOPSES))
+def _anchor_search():
+    """(regex of the capitalised anchors, the other anchors) of MARKER_ANCHORS."""
+    upper = [a for a in table.MARKER_ANCHORS if a[0].isupper()]
+    return rx("|".join(re.escape(a) for a in upper)), tuple(a for a in table.MARKER_ANCHORS if not a[0].isupper())
+
+
+def _marker_lines(text: str) -> list[tuple[int, int]]:
+    """(line start, offset of its first anchor) of every line that may hold a marker, in order;
+    each line is looked at once per pass (linear)."""
+    first: dict[int, int] = {}
+
+    def hit(pos: int) -> int:  # records the line of pos; returns where the next search starts
+        start = text.rfind("\n", 0, pos) + 1
+        if pos < first.get(start, len(text)):
+            first[start] = pos
+        end = text.find("\n", pos)
+        return len(text) if end == -1 else end + 1
+
+    upper, lower = _anchor_search()
+    pos = 0
+    while (m := upper.search(text, pos)) is not None:
+        pos = hit(m.start())
+    for anchor in lower:
+        pos = text.find(anchor)
+        while pos != -1:
+            pos = text.find(anchor, hit(pos))
+    return sorted(first.items())
 
 
 def _clip(body: str, keep_from: int = 0) -> str:
@@ -113,18 +138,12 @@ def _clip(body: str, keep_from: int = 0) -> str:
 
 def _find_headers(text: str) -> list[_Header]:
     headers: list[_Header] = []
-    line_no, counted_to, pos = 0, 0, 0
-    markers = _marker_re()
-    while True:
-        m = markers.search(text, pos)
-        if m is None:
-            break
-        start = text.rfind("\n", 0, m.start()) + 1  # never before pos: each line is looked at once
-        end = text.find("\n", m.start())
+    line_no, counted_to = 0, 0
+    for start, marker_at in _marker_lines(text):
+        end = text.find("\n", marker_at)
         end = len(text) if end == -1 else end
-        pos = end + 1
         ctx, body = split_prefix(text[start:end])
-        body = _clip(body, max(0, m.start() - start - (end - start - len(body))))
+        body = _clip(body, max(0, marker_at - start - (end - start - len(body))))
         oops = _oops_for(body)
         if oops is None:
             continue
@@ -238,12 +257,13 @@ def parse(text: str) -> list[CrashReport]:
     header_at = {h.start: h for h in headers}
     absorbed: set[int] = set()
     reports = []
+    text_end = len(text.rstrip("\n"))
     for i, head in enumerate(headers):
         if head.start in absorbed or _yields(head, headers, i):
             continue
         got = _collect(text, head, header_at)
         absorbed |= got.absorbed
-        truncated = got.cut or got.end >= len(text.rstrip("\n"))
+        truncated = got.cut or got.end >= text_end
         reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated))
     return sorted(reports, key=lambda r: r.ours)
 

@@ -65,3 +65,8 @@ def test_a_log_of_headers_is_parsed_once_per_line():
     line = "BUG: " * 200_000  # one line full of markers
     reps = parse(line + "\n" + line)
     assert len(reps) == 2 and all(r.title for r in reps)
+
+
+def test_every_marker_holds_an_anchor():
+    # Lines are only looked at when they hold an anchor: a marker without one would never be found.
+    assert all(any(a in o.marker for a in oopses.MARKER_ANCHORS) for o in oopses.OOPSES)
