@@ -339,9 +339,8 @@ def describe(report: str, oops: Oops) -> tuple[str, list[str], str, Optional[For
         alts = _unique(alts)
         used = f
     if not title:
-        # syzbot keeps the raw first line as the title, and calls it corrupted only when a format's
-        # title matched but its report regex did not: an unknown kind of report is no mangled one.
-        reason = "matched title but not report regexp" if matched_title else ""
+        # syzbot keeps the raw first line as the title; unlike syzbot we also say it is mangled.
+        reason = "matched title but not report regexp" if matched_title else "matched no title format"
         pos = report.find(oops.marker)
         title = report[max(pos, 0):].split("\n", 1)[0]
     if not reason and used is not None and used.corrupted:
