@@ -2,6 +2,12 @@
 
 1. Parse throughput: ``console.parse`` on a generated log (default 100 MB) of
    noise lines with real WARNING reports spliced in, in MB/s.
+1b. The same on an adversarial log (default 100 MB, made on the fly): syz
+   programs with 8 KB hex blobs, long runs of file-name characters, and
+   reports whose CONFIG_PRINTK_CALLER lines ([T…]/[C…]) are interleaved with
+   other callers' hex lines and never end.  Prints MB/s and the slowest line
+   shape (the parse time one such line adds to a report).  Goal: >= 20 MB/s,
+   no line slower than 10 ms.
 2. Symbolization of a 30-frame trace against Debian 6.1's debug vmlinux (and
    ext4.ko), side by side with binutils' addr2line on the same addresses: our
    cold run (empty cache), warm run (per-build-id cache), addr2line's run, and
@@ -9,7 +15,7 @@
    linux-source's scripts/decode_stacktrace.sh is given (--decode-script), it
    is timed on the same report too.
 
-    python bench/report.py [--mb 100] [--vmlinux PATH] [--modules DIR] [--decode-script PATH]
+    python bench/report.py [--mb 100] [--adversarial-mb 100] [--vmlinux PATH] [--modules DIR] [--decode-script PATH]
 
 Get the vmlinux and the ext4 debug module with ``python -m harness fetch-dbg --kernel debian:6.1``.
 """
@@ -63,6 +69,91 @@ def bench_parse(mb: int) -> float:
     assert len(reports) == sum(1 for p in parts if p is warn), "parser missed reports"
     rate = len(text) / 1e6 / elapsed
     print(f"parse: {len(text) / 1e6:.1f} MB, {len(reports)} reports in {elapsed:.2f} s = {rate:.1f} MB/s")
+    return rate
+
+
+HEX_BLOB = "".join(f"{(i * 2654435761) & 0xffffffff:08x}" for i in range(1024))  # 8 KB of hex digits
+# Lines that hurt a backtracking regex: name -> line (the report header's caller prefix is added by the caller).
+ADVERSARIAL_LINES = {
+    "syz hex blob": ("syz_mount_image$ext4(&(0x7f0000000000)='ext4\\x00', &(0x7f0000000100)='./file0\\x00', 0x0,"
+                     f" &(0x7f0000000200)=ANY=[@ANYBLOB=\"{HEX_BLOB}\"], 0x1, 0x0)"),
+    "bare hex blob": HEX_BLOB,
+    "file-name run": "./" + "a/b_c-d.e" * 900 + ".c",
+    "dotted run": "a." * 4000 + "c:",
+    "at-soup": "at " + "at a.c " * 1200,
+    "frame soup": " " + "f+0x1/0x2 [<ffffffff81000000>] " * 250,
+    "space run": " " * 8000 + "x",
+    "register soup": "RIP: " + "0010:" * 1600,
+}
+# Report first lines built the same way (timed by slowest_line, not in the bulk log).
+ADVERSARIAL_HEADERS = {
+    "WARNING at-soup": "WARNING: CPU: 0 PID: 1 at " + "a.b/c " * 1300 + "at " + "x.y" * 2000,
+    "WARNING src run": "WARNING: " + "fs/a.b" * 1300 + ":1 at " + "f" * 4000,
+    "BUG spaces": "BUG:" + " " * 8000 + "x",
+    "KASAN run": "BUG: KASAN: " + "a-b" * 2600 + " in f",
+    "INFO hex": "INFO: task " + HEX_BLOB + " blocked for more than 1 seconds",
+}
+
+
+def adversarial_log(mb: int) -> tuple[str, int]:
+    """(log, number of reports in it): ~mb MB of interleaved callers, hex blobs and never-ended reports."""
+    warn = ("WARNING: CPU: 0 PID: {pid} at fs/ext4/inode.c:3606 ext4_dirty_folio+0x5d/0x70\n"
+            "Modules linked in:\nRIP: 0010:ext4_dirty_folio+0x5d/0x70\nCall Trace:\n <TASK>\n"
+            " folio_mark_dirty+0xc1/0x140\n unpin_user_pages_dirty_lock+0x404/0x4c0\n")
+    shapes = list(ADVERSARIAL_LINES.values())
+    parts, size, reports, block = [], 0, 0, 0
+    while size < mb * 1_000_000:
+        t = 10.0 + block
+        lines = []
+        # A caller-prefixed report that never ends, drowned in other callers' lines.
+        for i, line in enumerate(warn.format(pid=100 + block).splitlines()):
+            lines.append(f"[{t + i / 1e4:12.6f}][  T{100 + block}] {line}")
+            for j in range(6):
+                ctx = f"C{j % 2}" if j % 3 == 0 else f"T{7000 + j}"
+                lines.append(f"[{t + i / 1e4:12.6f}][{ctx:>6}] {shapes[(i + j) % len(shapes)]}")
+        # A report without prefixes whose lines are hex blobs and file-name runs.
+        lines.extend(warn.format(pid=200 + block).splitlines())
+        lines.extend(shapes[k % len(shapes)] for k in range(40))
+        lines.append("executing program 0:")
+        reports += 2
+        chunk = "\n".join(lines) + "\n"
+        parts.append(chunk)
+        size += len(chunk)
+        block += 1
+    return "".join(parts), reports
+
+
+def _parse_time(text: str, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        console.parse(text)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def slowest_line() -> tuple[str, float]:
+    """The adversarial line shape that adds the most parse time to a report, and that time."""
+    base = "WARNING: CPU: 0 PID: 1 at fs/ext4/inode.c:3606 ext4_dirty_folio+0x5d/0x70\nCall Trace:\n f+0x1/0x2\n"
+    empty = _parse_time(base)
+    costs = {name: _parse_time(base + line + "\n") - empty for name, line in ADVERSARIAL_LINES.items()}
+    costs.update((name, _parse_time(line + "\n")) for name, line in ADVERSARIAL_HEADERS.items())
+    name = max(costs, key=costs.get)
+    return name, costs[name]
+
+
+def bench_adversarial(mb: int) -> float:
+    text, expected = adversarial_log(mb)
+    t0 = time.perf_counter()
+    reports = console.parse(text)
+    elapsed = time.perf_counter() - t0
+    assert len(reports) == expected, f"parser found {len(reports)} reports, expected {expected}"
+    assert {r.title for r in reports} == {"WARNING in ext4_dirty_folio"}, {r.title for r in reports}
+    rate = len(text) / 1e6 / elapsed
+    name, cost = slowest_line()
+    print(f"adversarial parse: {len(text) / 1e6:.1f} MB, {len(reports)} reports in {elapsed:.2f} s = {rate:.1f} MB/s;"
+          f" slowest line: {name} ({len({**ADVERSARIAL_LINES, **ADVERSARIAL_HEADERS}[name])} chars) {cost * 1000:.2f} ms"
+          f" (goal: >= 20 MB/s, <= 10 ms)")
     return rate
 
 
@@ -191,11 +282,14 @@ def section_of(info, name: str, addr: int) -> tuple[str, int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=100, help="size of the generated log for the parse benchmark")
+    parser.add_argument("--adversarial-mb", type=int, default=100, help="size of the adversarial log (0: skip)")
     parser.add_argument("--vmlinux", type=Path, default=DEFAULT_VMLINUX)
     parser.add_argument("--modules", type=Path, default=DEFAULT_MODULES)
     parser.add_argument("--decode-script", type=Path, help="linux-source's scripts/decode_stacktrace.sh")
     args = parser.parse_args(argv)
     bench_parse(args.mb)
+    if args.adversarial_mb:
+        bench_adversarial(args.adversarial_mb)
     if not args.vmlinux.exists():
         print(f"symbolize: skipped, {args.vmlinux} not found (see this file's docstring)")
         return 0

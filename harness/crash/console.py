@@ -45,9 +45,12 @@ class CrashReport:
     report: str
     start: int  # character offsets of the report in the parsed text
     end: int
+    subtype: str = ""  # syzbot's finer type when it has one ("KASAN-USE-AFTER-FREE-WRITE")
+    ours: bool = False  # a kind syzbot does not report
 
 
 CORRUPTED_NO_FRAMES = "extracted no frames"
+CORRUPTED_TRUNCATED = "report is cut in the middle of a stack trace"
 
 
 @dataclass(frozen=True)
@@ -98,22 +101,49 @@ def _oops_for(body: str) -> Optional[Oops]:
 
 
 @lru_cache(maxsize=None)
-def _marker_re():
-    return rx("|".join(re.escape(o.marker) for o in table.OOPSES))
+def _anchor_search():
+    """(regex of the capitalised anchors, the other anchors) of MARKER_ANCHORS."""
+    upper = [a for a in table.MARKER_ANCHORS if a[0].isupper()]
+    return rx("|".join(re.escape(a) for a in upper)), tuple(a for a in table.MARKER_ANCHORS if not a[0].isupper())
+
+
+def _marker_lines(text: str) -> list[tuple[int, int]]:
+    """(line start, offset of its first anchor) of every line that may hold a marker, in order;
+    each line is looked at once per pass (linear)."""
+    first: dict[int, int] = {}
+
+    def hit(pos: int) -> int:  # records the line of pos; returns where the next search starts
+        start = text.rfind("\n", 0, pos) + 1
+        if pos < first.get(start, len(text)):
+            first[start] = pos
+        end = text.find("\n", pos)
+        return len(text) if end == -1 else end + 1
+
+    upper, lower = _anchor_search()
+    pos = 0
+    while (m := upper.search(text, pos)) is not None:
+        pos = hit(m.start())
+    for anchor in lower:
+        pos = text.find(anchor)
+        while pos != -1:
+            pos = text.find(anchor, hit(pos))
+    return sorted(first.items())
+
+
+def _clip(body: str, keep_from: int = 0) -> str:
+    """A line cut to MAX_LINE_CHARS after ``keep_from`` (the kernel never prints longer lines;
+    user-space lines can be megabytes of hex, and no regex needs more)."""
+    return body[:keep_from + table.MAX_LINE_CHARS]
 
 
 def _find_headers(text: str) -> list[_Header]:
     headers: list[_Header] = []
-    seen_line = -1
     line_no, counted_to = 0, 0
-    for m in _marker_re().finditer(text):
-        start = text.rfind("\n", 0, m.start()) + 1
-        if start <= seen_line:
-            continue
-        seen_line = start
-        end = text.find("\n", m.start())
+    for start, marker_at in _marker_lines(text):
+        end = text.find("\n", marker_at)
         end = len(text) if end == -1 else end
         ctx, body = split_prefix(text[start:end])
+        body = _clip(body, max(0, marker_at - start - (end - start - len(body))))
         oops = _oops_for(body)
         if oops is None:
             continue
@@ -139,6 +169,20 @@ class _Collected:
     lines: list[str]
     end: int
     absorbed: set[int] = field(default_factory=set)
+    cut: bool = False  # stopped by a bound, not by the report's end
+
+
+@dataclass
+class _Budget:
+    """Lines and characters a report may still look at."""
+
+    lines: int
+    chars: int
+
+    def take(self, chars: int) -> bool:
+        self.lines -= 1
+        self.chars -= chars + 1
+        return self.lines >= 0 and self.chars >= 0
 
 
 def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collected:
@@ -147,10 +191,15 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
     ctx, oops = head.ctx, head.oops
     pending: list[str] = []  # lines after an end marker, kept if a continuation follows
     ended, since_end, cpu_traceback = _ends(oops, head.body, first=True), 0, False
+    size = len(head.body)
+    # Every line looked at counts, other callers' too: a report never scans more than this.
+    budget = _Budget(lines=table.MAX_SCAN_LINES, chars=table.MAX_SCAN_CHARS)
     for start, end in _iter_lines(text, head.end + 1):
-        if len(out.lines) >= oops.max_lines:
+        if len(out.lines) >= oops.max_lines or size >= table.MAX_REPORT_CHARS or not budget.take(end - start):
+            out.cut = True
             break
         lctx, body = split_prefix(text[start:end])
+        body = _clip(body)
         hdr = header_at.get(start)
         same_stream = not ctx or lctx == ctx or (cpu_traceback and lctx.startswith("C"))
         if hdr is not None and (not ctx or hdr.ctx == ctx):
@@ -176,6 +225,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
         if not same_stream:
             continue
         out.lines.append(body)
+        size += len(body) + 1
         out.end = end
         if table.CPU_TRACEBACK in body:
             cpu_traceback = True
@@ -201,18 +251,21 @@ def _yields(head: _Header, headers: list[_Header], i: int) -> bool:
 
 
 def parse(text: str) -> list[CrashReport]:
-    """Every crash report in a console log, in order of appearance."""
+    """Every crash report in a console log, in order of appearance: syzbot's kinds first, then
+    our own (file-system and I/O errors, page dumps), so that the first report is syzbot's."""
     headers = _find_headers(text)
     header_at = {h.start: h for h in headers}
     absorbed: set[int] = set()
     reports = []
+    text_end = len(text.rstrip("\n"))
     for i, head in enumerate(headers):
         if head.start in absorbed or _yields(head, headers, i):
             continue
         got = _collect(text, head, header_at)
         absorbed |= got.absorbed
-        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end))
-    return reports
+        truncated = got.cut or got.end >= text_end
+        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated))
+    return sorted(reports, key=lambda r: r.ours)
 
 
 def parse_bytes(data: bytes) -> list[CrashReport]:
@@ -223,14 +276,19 @@ def parse_bytes(data: bytes) -> list[CrashReport]:
 # ---------------------------------------------------------------- titles
 
 
-def _build(head: _Header, report: str, start: int, end: int) -> CrashReport:
+def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False) -> CrashReport:
     title, alts, reason, fmt = describe(report, head.oops)
     if not reason:
         reason = _corruption(title, report, fmt)
+    if not reason and truncated and _ends_mid_trace(report, fmt):
+        reason = CORRUPTED_TRUNCATED
+    kind = fmt.type if fmt is not None and fmt.type else head.oops.type
     return CrashReport(
         title=sanitize_title(title),
         alt_titles=_unique(sanitize_title(a) for a in alts),
-        type=(fmt.type if fmt is not None and fmt.type else head.oops.type),
+        type=kind,
+        subtype=_subtype(sanitize_title(title), kind),
+        ours=head.oops.ours,
         corrupted=bool(reason),
         corrupted_reason=reason,
         guilty_file=guilty_file(report, title),
@@ -364,6 +422,7 @@ def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> t
     corrupted_lines = [rx(p) for p in table.CORRUPTED_LINES]
     stack_starts = [rx(p) for p in table.STACK_STARTS]
     frame_re = rx(table.FRAME_LINE)
+    unreliable = rx(table.UNRELIABLE_FRAME)
     while True:
         if idx == len(parts) or (parts[idx] == STACK and traces > 0):
             key = _pick(raw, extractor)
@@ -396,7 +455,8 @@ def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> t
                 _add_frames(raw, m, skip)
                 idx += 1
                 break
-            _add_frames(raw, frame_re.search(ln), skip)
+            if not unreliable.search(ln):
+                _add_frames(raw, frame_re.search(ln), skip)
         idx += 1
     return results, ok
 
@@ -441,6 +501,24 @@ _EXTRACTORS = {"first": _first, "stall": _stall, "hung": _hung}
 
 
 # ---------------------------------------------------------------- corruption, guilty file, frames
+
+
+def _subtype(title: str, kind: str) -> str:
+    for prefix, subtype in table.SUBTYPES:
+        if title.startswith(prefix):
+            return subtype
+    return ""
+
+
+def _ends_mid_trace(report: str, fmt: Optional[Format]) -> bool:
+    """The log (or the report's bound) ended while a stack trace was being printed."""
+    if fmt is None or fmt.no_stack_trace:
+        return False
+    lines = report.rstrip("\n").split("\n")
+    last = lines[-1]
+    if len(lines) < 2 or rx(table.STACK_END).search(last) or not rx(table.FRAME_LINE).search(last):
+        return False
+    return any(rx(p).search(line) for line in lines for p in table.STACK_STARTS)
 
 
 def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:

@@ -47,6 +47,7 @@ def expand(template: str) -> str:
 WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN = "WARNING", "BUG", "KASAN", "KFENCE", "KMSAN", "KCSAN", "UBSAN"
 LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR = (
     "LOCKDEP", "HANG", "PANIC", "MEMORY-LEAK", "FS-ERROR", "IO-ERROR")
+SYZ_FAILURE, REBOOT = "SYZ-FAILURE", "REBOOT"  # the fuzzer's own failures; a reboot nobody asked for
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Oops:
     absorbs: tuple[str, ...] = ()  # later first lines that continue this report
     yields_to: tuple[str, ...] = ()  # no report of its own when one of these follows closely
     interrupts: bool = True  # False: appearing inside another report does not end it
+    ours: bool = False  # a kind syzbot does not report: listed after syzbot's kinds
 
 
 _RIP_FRAME = expand(
@@ -121,11 +123,14 @@ OOPSES: tuple[Oops, ...] = (
                alt=("invalid-free in {2}",),
                stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {{FUNC}}"),
                                       CALL_TRACE, STACK), skip=("slab_", "kfree", "vunmap", "vfree"))),
+        # Old KASAN (4.x): "BUG: KASAN: null-ptr-deref on address (null)" then "Read of size 8 by task".
+        Format(r"BUG: KASAN: ([a-z\-]+) on address(?:.*\n)+?.*(Read|Write) of size ([0-9]+)", "KASAN: {1} {2}",
+               type=KASAN, no_stack_trace=True),
         Format(r"BUG: KASAN: (.*)", "KASAN: {1}", corrupted=True, type=KASAN),
         Format(r"BUG: KMSAN:", "KMSAN: {1} in {3}", type=KMSAN,
                report=expand(r"BUG: KMSAN: ([a-z\-]+) in {{FUNC}}"),
                alt=("bad-access in {3}",), no_stack_trace=True,
-               stack=StackSpec(parts=(STACK, r"(Local variable .* created at:|Uninit was created at:)", STACK),
+               stack=StackSpec(parts=(STACK, r"(Local variable (?:(?!Local variable ).)* created at:|Uninit was created at:)", STACK),
                                skip=("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$",
                                      "^(?:crypto|cipher|drbg|rng)_"))),
         Format(r"BUG: KCSAN:", "KCSAN: {1}", report=r"BUG: KCSAN: (.*)", no_stack_trace=True, type=KCSAN),
@@ -181,7 +186,7 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: workqueue lockup", "BUG: workqueue lockup", no_stack_trace=True, type=HANG),
         Format(r"BUG: sleeping function called from invalid context at (.*)",
                "BUG: sleeping function called from invalid context in {2}", stack=_CALL_STACK),
-        Format(r"BUG: using ([a-z_]+)\(\) in preemptible", "BUG: using {1}() in preemptible code in {2}",
+        Format(r"BUG: using ([a-z_]+)\(\) in preemptible", "BUG: using {1}() in preemptible code in {2}", type=LOCKDEP,
                stack=StackSpec(parts=(CALL_TRACE, STACK),
                                skip=("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu"))),
         Format(r"BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic in {1}",
@@ -198,8 +203,10 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: Invalid wait context", "WARNING: locking bug in {1}", type=LOCKDEP,
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("lock_sock", "release_sock"))),
         Format(r"BUG:[ \t]*(?:\n|$)", "BUG: corrupted", corrupted=True),
-    ), suppressions=(r"ODEBUG:", r"Boot_DEBUG:", r"DEBUG:", r"BUG: no syscalls can create resource"),
-        end=_KASAN_END),
+    ), suppressions=(r"ODEBUG:", r"Boot_DEBUG:", r"xlog_status:", r"DEBUG:", r"BUG: no syscalls can create resource"),
+        end=_KASAN_END,
+        # "BUG: Dentry ... still in use" is followed by umount_check's WARNING, whose stack it needs.
+        absorbs=(r"WARNING: .*fs/dcache\.c",)),
     Oops("WARNING:", WARNING, (
         Format(r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)", "WARNING: ODEBUG bug in {1}",
                stack=_warning_stack("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap", "vfree",
@@ -262,12 +269,19 @@ OOPSES: tuple[Oops, ...] = (
                stack=StackSpec(parts=(expand(r"{{PC}} +{{FUNC}}"), CALL_TRACE, STACK))),
         Format(r"WARNING: held lock freed!", "WARNING: held lock freed in {1}", type=LOCKDEP,
                report=expand(r"WARNING: held lock freed!(?:.*\n)+?.*at:(?: {{PC}})? +{{FUNC}}")),
+        # "(ptrval)" instead of an address (hashed pointers, 4.15+).
+        Format(r"WARNING: kernel stack regs .* has bad 'bp' value", "WARNING: kernel stack regs has bad value",
+               no_stack_trace=True),
+        Format(r"WARNING: kernel stack frame pointer .* has bad value", "WARNING: kernel stack regs has bad value",
+               no_stack_trace=True),
         Format(r"WARNING:[ \t]*(?:\n|$)", "WARNING: corrupted", corrupted=True),
     ), suppressions=(
         r"WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
         r"WARNING: workqueue cpumask: online intersect > possible intersect",
         r"WARNING: [Tt]he mand mount option",
         r"WARNING: Unprivileged eBPF is enabled with eIBRS",
+        r"WARNING: Unsupported flag value\(s\) of 0x%x in DT_FLAGS_1",
+        r"WARNING: fbcon: Driver '.*' missed to adjust virtual screen size",
         r"WARNING: See https.* for mitigation options.",
         r"WARNING: kernel not compiled with CPU_SRSO",
         r"EXT4-[Ff][Ss](?: \(.*\))?:",  # __ext4_msg; ext4's own warnings are the EXT4-fs entries below
@@ -281,6 +295,12 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"INFO: possible recursive locking detected", "possible deadlock in {1}", type=LOCKDEP,
                report=expand(r"INFO: possible recursive locking detected \](?:.*\n)+?.*is trying to acquire lock"
                              r"(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        Format(r"INFO: possible irq lock inversion dependency detected", "possible deadlock in {1}", type=LOCKDEP,
+               report=expand(r"INFO: possible irq lock inversion dependency detected \](?:.*\n)+?.*just changed the"
+                             r" state of lock(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        Format(r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected", "possible deadlock in {1}", type=LOCKDEP,
+               report=expand(r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected \](?:.*\n)+?.*is trying to"
+                             r" acquire(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: inconsistent lock state", "inconsistent lock state in {1}", type=LOCKDEP,
                report=expand(r"INFO: inconsistent lock state \](?:.*\n)+?.*takes(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall", "INFO: rcu detected stall in {1}",
@@ -302,7 +322,8 @@ OOPSES: tuple[Oops, ...] = (
     ), suppressions=(
         r"INFO: lockdep is turned off", r"INFO: Stall ended before state dump start", r"INFO: NMI handler",
         r"INFO: recovery required on readonly filesystem", r"(handler|interrupt).*took too long",
-        r"_INFO:",
+        r"_INFO:", r"INFO: sys_.* is not present in /proc/kallsyms", r"INFO: no syscalls can create resource",
+        r"rmt_storage:INFO:",
     ), end=()),
     Oops("detected hard LOCKUP", HANG, (
         # No syzbot rule: named like the soft lockup, by the looping frame under the NMI.
@@ -362,6 +383,61 @@ OOPSES: tuple[Oops, ...] = (
     Oops("divide error:", BUG, (
         Format(r"divide error: ", "divide error in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
     )),
+    # A misspelling of the above since 9d06c4027f21 ("x86/entry: Convert Divide Error to IDTENTRY").
+    Oops("divide_error:", BUG, (
+        Format(r"divide_error: ", "divide error in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
+    )),
+    Oops("int3: ", BUG, (
+        Format(r"int3: ", "int3 in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
+    )),
+    Oops("Kernel BUG", BUG, (
+        Format(r"Kernel BUG (.*)", "kernel BUG {1}"),
+    )),
+    # ARM32: "Internal error: Oops: 5 [#1] PREEMPT SMP ARM", "Unhandled fault: page domain fault (0x01b) at
+    # 0x00000000", "Alignment trap: not handling instruction e1953f9f at [<c06a4d84>]"; the culprit is on "PC is at".
+    Oops("Internal error:", BUG, (
+        Format(r"Internal error:", "Internal error in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
+    )),
+    Oops("Unhandled fault:", BUG, (
+        Format(r"Unhandled fault:", "Unhandled fault in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
+    ), absorbs=(r"Internal error:",)),
+    Oops("Alignment trap:", BUG, (
+        Format(r"Alignment trap:", "Alignment trap in {1}", stack=_RIP_STACK),
+    ), absorbs=(r"Unhandled fault:", r"Internal error:")),
+    # Rust: "rust_kernel: panicked at rust/kernel/x.rs:12:5:" then the message on the next line.
+    Oops("rust_kernel: panicked", PANIC, (
+        Format(r"rust_kernel: panicked", "{1} in {2}", report=r"rust_kernel: panicked at [^\n]*?\n(.+?)\n",
+               stack=StackSpec(parts=(CALL_TRACE, STACK), skip=(r"rust_begin_unwind",))),
+    ), absorbs=(r"kernel BUG at rust/", r"invalid opcode:")),  # the BUG() that the panic handler calls
+    Oops("trusty: panic", PANIC, (
+        Format(r"trusty: panic.* ASSERT FAILED", "trusty: ASSERT FAILED: {1}", no_stack_trace=True,
+               report=r"trusty: panic \([^)]{0,64}\):(?: DEBUG)? ASSERT FAILED at \([^)]{0,256}\): (.+)"),
+        Format(r"trusty: panic.* ASSERT FAILED.*: *(.*)", "trusty: ASSERT FAILED: {1}", corrupted=True),
+        Format(r"trusty: panic", "trusty: panic: {1}", report=r"trusty: panic \([^)]{0,64}\): (.+)", no_stack_trace=True),
+    )),
+    Oops("Booting the kernel.", REBOOT, (
+        Format(r"^Booting the kernel", "unexpected kernel reboot", no_stack_trace=True),
+    ), suppressions=(r"Parsing ELF|Decompressing Linux|Unknown parameter '",), max_lines=1),
+    Oops("unregister_netdevice: waiting for", HANG, (
+        Format(r"unregister_netdevice: waiting for (?:.*) to become free",
+               "unregister_netdevice: waiting for DEV to become free", no_stack_trace=True),
+    ), max_lines=1, interrupts=False),
+    Oops("VFS: Close: file count is 0", FS_ERROR, (
+        Format(r"VFS: Close: file count is 0", "VFS: Close: file count is zero (use-after-free)",
+               no_stack_trace=True),
+    ), max_lines=1, interrupts=False),
+    # The fuzzer's own failures (syz-executor's fail(), log.Fatal) and Go runtime crashes.
+    Oops("SYZFAIL:", SYZ_FAILURE, (
+        Format(r"SYZFAIL:(.*)", "SYZFAIL:{1}", no_stack_trace=True),
+    ), suppressions=(r"SYZFAIL: SIGBUS",), max_lines=1),
+    Oops("SYZFATAL:", SYZ_FAILURE, (
+        Format(r"SYZFATAL:(.*)()", "SYZFATAL:{1}", alt=("SYZFATAL{2}",), no_stack_trace=True),
+    ), max_lines=1),
+    Oops("fatal error:", SYZ_FAILURE, (
+        Format(r"fatal error:", "go runtime error", no_stack_trace=True),
+    ), suppressions=(r"ALSA", r"fatal error: cannot create timer", r"fatal error: runtime: out of memory",
+                     r"fatal error: runtime: cannot allocate memory", r"fatal error: unexpected signal during runtime"),
+        max_lines=1),
     Oops("invalid opcode:", BUG, (
         Format(r"invalid opcode: ", "invalid opcode in {1}", stack=StackSpec(parts=(_RIP_FRAME,))),
     )),
@@ -370,44 +446,58 @@ OOPSES: tuple[Oops, ...] = (
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
         Format(r"UBSAN: array-index-out-of-bounds in", "UBSAN: array-index-out-of-bounds in {1}",
                alt=("bad-access in {1}",), stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
-        Format(r"UBSAN:", "UBSAN: {1} in {2}", report=r"UBSAN: (.*?) in",
+        Format(r"UBSAN:", "UBSAN: {1} in {2}", report=r"UBSAN: ((?:(?!UBSAN: ).)*?) in",
                stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("ubsan", "overflow"))),
     ), end=_KASAN_END),
     Oops("VFS: Busy inodes after unmount", FS_ERROR, (
         Format(r"VFS: Busy inodes after unmount", "VFS: Busy inodes after unmount (use-after-free)",
                no_stack_trace=True),
     ), max_lines=1, interrupts=False),
-    # File-system distress that is no oops: one line each, no stack expected.
+    # File-system distress that is no oops: one line each, no stack expected (our own kinds).
     Oops("EXT4-fs error", FS_ERROR, (
-        Format(r"EXT4-fs error \([^)]*\)(?::| in) ([a-zA-Z0-9_]+)", "EXT4-fs error in {1}", no_stack_trace=True),
+        Format(r"EXT4-fs error \([^)]{0,64}\)(?::| in) ([a-zA-Z0-9_]+)", "EXT4-fs error in {1}", no_stack_trace=True),
         Format(r"EXT4-fs error", "EXT4-fs error", no_stack_trace=True),
-    ), max_lines=1, interrupts=False),
+    ), max_lines=1, interrupts=False, ours=True),
     Oops("EXT4-fs warning", FS_ERROR, (
-        Format(r"EXT4-fs warning \([^)]*\): ([a-zA-Z0-9_]+):.*does not have buffers attached",
+        Format(r"EXT4-fs warning \([^)]{0,64}\): ([a-zA-Z0-9_]+):.*does not have buffers attached",
                "EXT4-fs warning in {1}: page does not have buffers attached", no_stack_trace=True),
-    ), header=r"EXT4-fs warning .*does not have buffers attached", max_lines=1, interrupts=False),
+    ), header=r"EXT4-fs warning .*does not have buffers attached", max_lines=1, interrupts=False, ours=True),
     Oops("XFS: Assertion failed", FS_ERROR, (
-        Format(r"XFS: Assertion failed: (.*), file: ([^,]+), line: [0-9]+", "XFS: Assertion failed: {1}",
+        Format(r"XFS: Assertion failed: ((?:(?!XFS: Assertion failed: ).)*), file: ([^,]+), line: [0-9]+",
+               "XFS: Assertion failed: {1}",
                alt=("XFS: Assertion failed in {2}",), no_stack_trace=True),
-    ), max_lines=120,
+    ), max_lines=120, ours=True,
         # CONFIG_XFS_DEBUG turns the assertion into a BUG (or a WARNING with XFS_WARN) in assfail/asswarn.
         absorbs=(r"kernel BUG at fs/xfs/xfs_message\.c", r"WARNING: .*fs/xfs/xfs_message\.c",
                  r"invalid opcode:")),
     Oops("XFS (", FS_ERROR, (
-        Format(expand(r"XFS \([^)]*\): (Metadata corruption|Corruption of in-memory data|Metadata CRC error)"
-                      r"[^\n]* detected at {{FUNC}}"), "XFS: {1} detected in {2}", no_stack_trace=True),
-        Format(r"XFS \([^)]*\): (Corruption warning|Corruption detected)", "XFS: {1}", no_stack_trace=True),
-    ), header=r"XFS \([^)]*\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False),
+        Format(expand(r"XFS \([^)]{0,64}\): (Metadata corruption|Corruption of in-memory data|Metadata CRC error)"
+                      r".* detected at {{FUNC}}"), "XFS: {1} detected in {2}", no_stack_trace=True),
+        Format(r"XFS \([^)]{0,64}\): (Corruption warning|Corruption detected)", "XFS: {1}", no_stack_trace=True),
+    ), header=r"XFS \([^)]{0,64}\): (?:Metadata corruption|Corruption|Metadata CRC error)", max_lines=1, interrupts=False,
+        ours=True),
     Oops("Buffer I/O error", IO_ERROR, (
         Format(r"Buffer I/O error on dev ([^,]+), logical block [0-9]+, (.*)", "Buffer I/O error on dev {1}, {2}",
                no_stack_trace=True),
         Format(r"Buffer I/O error on dev ([^,\s]+)", "Buffer I/O error on dev {1}", no_stack_trace=True),
-    ), max_lines=1, interrupts=False),
+    ), max_lines=1, interrupts=False, ours=True),
     Oops("page dumped because", BUG, (
         Format(r"page dumped because: (.*)", "page dumped because: {1}", no_stack_trace=True),
-    ), header=r"^page dumped because:", max_lines=1, interrupts=False,
+    ), header=r"^page dumped because:", max_lines=1, interrupts=False, ours=True,
         # VM_BUG_ON_PAGE & co dump the page, then BUG: syzbot names the BUG.
         yields_to=(r"kernel BUG at", r"WARNING:", r"BUG:", r"invalid opcode:")),
+)
+
+# Every Oops.marker contains one of these: a line is only looked at when it holds one.  Those that
+# start with a capital letter are found with one regex (capitals are rare, so the regex is fast);
+# the others with one str.find pass each (an alternation starting with common lowercase letters
+# is slow in ``re``).  Fewer anchors than markers: fewer passes over the log.
+MARKER_ANCHORS: tuple[str, ...] = (
+    "BUG", "WARNING:", "INFO:", "LOCKUP", "VFS: ", "SYZF", "UBSAN:", "EXT4-fs ", "XFS", "Alignment trap:",
+    "Booting the kernel.", "Unable to handle kernel", "Kernel panic", "PANIC: double fault", "Internal error:",
+    "Unhandled fault:", "Buffer I/O error",
+    "protection fault", "segment: ", "panic", "error:", "divide_error:", "int3: ", "unregister_netdevice",
+    "opcode:", "page dumped",
 )
 
 # First lines that never start a report of their own when they follow one
@@ -420,6 +510,15 @@ CONTINUATIONS: tuple[str, ...] = (
 )
 CONTINUATION_WINDOW = 60
 YIELD_WINDOW = 12  # lines within which a ``yields_to`` header must follow
+
+# Bounds that keep parsing linear on any log.  The kernel cuts a printk record at 1024 bytes, so a
+# longer line is user-space output: it is cut too before any regex sees it.  A report keeps at most
+# Oops.max_lines lines and MAX_REPORT_CHARS characters, and looks at no more than MAX_SCAN_LINES
+# lines / MAX_SCAN_CHARS characters after its first line, other callers' lines included.
+MAX_LINE_CHARS = 1024
+MAX_REPORT_CHARS = 256 * 1024
+MAX_SCAN_LINES = 4000
+MAX_SCAN_CHARS = 2 * 1024 * 1024
 
 # Lines after which everything in the report is another CPU's business (NMI backtraces).
 CPU_TRACEBACK = r"Sending NMI from CPU"
@@ -436,8 +535,44 @@ STACK_STARTS: tuple[str, ...] = (
     r"Uninit was stored to memory at",
 )
 
-# A line holding one frame; group 1 is the function.
-FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}")
+# A line holding one frame; group 1 is the function.  ARM32 prints "[<pc>] (func) from [<pc>] (caller+0x1/0x2)":
+# both functions are frames (groups 2 and 3; the first is only in LR otherwise).
+FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}|^ *{{PC}} \(([a-zA-Z0-9_.]+)\) from {{PC}} \({{FUNC}}")
+# Frames the unwinder is not sure of are no culprit: powerpc's "func+0x1/0x2 (unreliable)".
+UNRELIABLE_FRAME = r"\(unreliable\)\s*$"
+
+# A last line that ends a stack trace properly (a log that stops right after it is not cut mid-trace).
+STACK_END = r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+
+# syzbot's finer types (pkg/report/crash), by title prefix; the first match wins.
+SUBTYPES: tuple[tuple[str, str], ...] = (
+    ("KFENCE: use-after-free write", "KFENCE-USE-AFTER-FREE-WRITE"),
+    ("KFENCE: use-after-free", "KFENCE-USE-AFTER-FREE-READ"),
+    ("KFENCE: invalid write", "KFENCE-WRITE"), ("KFENCE: out-of-bounds write", "KFENCE-WRITE"),
+    ("KFENCE: invalid read", "KFENCE-READ"), ("KFENCE: out-of-bounds", "KFENCE-READ"),
+    ("KFENCE: memory corruption", "KFENCE-MEMORY-CORRUPTION"), ("KFENCE: invalid free", "KFENCE-INVALID-FREE"),
+    ("KMSAN: uninit-value", "KMSAN-UNINIT-VALUE"),
+    ("KMSAN: kernel-infoleak-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: kernel-usb-infoleak-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: use-after-free", "KMSAN-USE-AFTER-FREE-READ"),
+    ("KMSAN: kernel-infoleak", "KMSAN-INFO-LEAK"), ("KMSAN: kernel-usb-infoleak", "KMSAN-INFO-LEAK"),
+    ("KASAN: null-ptr-deref Write", "KASAN-NULL-PTR-DEREF-WRITE"),
+    ("KASAN: null-ptr-deref Read", "KASAN-NULL-PTR-DEREF-READ"),
+    ("KASAN: double-free or invalid-free", "KASAN-INVALID-FREE"), ("KASAN: invalid-free", "KASAN-INVALID-FREE"),
+    ("KASAN: slab-use-after-free Write", "KASAN-USE-AFTER-FREE-WRITE"),
+    ("KASAN: use-after-free Write", "KASAN-USE-AFTER-FREE-WRITE"),
+    ("KASAN: slab-use-after-free", "KASAN-USE-AFTER-FREE-READ"), ("KASAN: use-after-free", "KASAN-USE-AFTER-FREE-READ"),
+    *((f"KASAN: {kind} Write", "KASAN-WRITE") for kind in (
+        "global-out-of-bounds", "out-of-bounds", "slab-out-of-bounds", "stack-out-of-bounds", "user-memory-access",
+        "vmalloc-out-of-bounds", "wild-memory-access")),
+    *((f"KASAN: {kind}", "KASAN-READ") for kind in (
+        "global-out-of-bounds", "invalid-access", "out-of-bounds", "slab-out-of-bounds", "stack-out-of-bounds",
+        "unknown-crash", "user-memory-access", "vmalloc-out-of-bounds", "wild-memory-access")),
+    ("KASAN:", "KASAN-UNKNOWN"),
+    ("KCSAN: data-race", "KCSAN-DATARACE"), ("KCSAN: assert: race in", "KCSAN-ASSERT"), ("KCSAN:", "KCSAN-UNKNOWN"),
+    ("BUG: scheduling while atomic in", "ATOMIC_SLEEP"),
+    ("BUG: sleeping function called from invalid context in", "ATOMIC_SLEEP"),
+)
 
 # Lines that mean another report (fault injection) is interleaved: corrupted.
 CORRUPTED_LINES: tuple[str, ...] = (
@@ -483,7 +618,14 @@ SKIP_FRAMES: tuple[str, ...] = (
     "print_tainted", "xas_(?:start|load|find)", "find_lock_entries", "truncate_inode_pages_range",
     "__phys_addr", "__fortify_report", "cleanup_srcu_struct", "rhashtable_lookup", "drop_nlink",
     "^get_taint$", "^put_device$", "lock_timer_base", "__timer_delete_sync", "__mod_timer", "fast_dput",
-    "dput",
+    "dput", "program_check_exception", "program_check_common", "hwrng_unregister", "i2c_del_adapter",
+    "__unregister_client", "device_for_each_child", "rollback_registered", "unregister_netdev", "sysfs_remove",
+    "device_remove_file", "tty_unregister_device", "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs",
+    "usb_control_msg", "usb_hcd_submit_urb", "usb_submit_urb", "logic_in", "logic_out", "crc_itu_t",
+    "sk_stop_timer_sync", "mark_buffer_dirty", "extract_(user|iter)_to_sg",
+    # arm64 exception entry: the fault handlers and the user-mode entry are never the culprit.
+    "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
+    "^el0t_64_sync", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
 )
 
 # Prefixes that differ between architectures/kernels for the same syscall frame.
@@ -522,7 +664,7 @@ HUNG_SKIP: tuple[str, ...] = (
 
 # Source files that are generic plumbing, never the guilty file.
 GUILTY_FILE_IGNORES: tuple[str, ...] = (
-    r".*\.h$", r"^lib/.*", r"^virt/lib/.*", r"^mm/kasan/.*", r"^mm/kmsan/.*", r"^mm/kfence/.*",
+    r"\.h$", r"^lib/.*", r"^virt/lib/.*", r"^mm/kasan/.*", r"^mm/kmsan/.*", r"^mm/kfence/.*",
     r"^kernel/kcov.c", r"^mm/sl.b.c", r"^mm/filemap.c", r"^mm/folio-compat.c", r"^mm/truncate.c",
     r"^mm/memory.c", r"^mm/percpu.*", r"^mm/vmalloc.c", r"^mm/page_alloc.c", r"^mm/mempool.c", r"^mm/util.c",
     r"^kernel/rcu/.*", r"^arch/.*/kernel/traps.c", r"^arch/.*/kernel/unwind.*.c", r"^arch/.*/mm/fault.c",
@@ -536,14 +678,17 @@ GUILTY_FILE_IGNORES: tuple[str, ...] = (
 )
 # Lines whose file reference says nothing about the culprit.
 GUILTY_LINE_IGNORE = r"(hardirqs|softirqs)\s+last\s+(enabled|disabled)|^Register r\d+ information"
-FILENAME = r"([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]+\.(?:c|h)):[0-9]+"
+# A source file reference "fs/ext4/inode.c:3606".  It may only start where a run of file-name characters
+# starts (the look-behind): tried from every position of a run, the search was cubic in the run's length.
+FILENAME = r"(?<![a-zA-Z0-9_\-\./])([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]\.(?:c|h)):[0-9]+"
 
 # Title normalisation, applied in order until stable (dynamic parts make bad dedup keys).
 TITLE_REPLACEMENTS: tuple[tuple[str, str], ...] = (
     (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\1ADDR"),
     (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP"),
     (r"(\.\w+)(:[0-9]+)+", r"\1:LINE"),
-    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
+    # "func+0x1/0x2" -> "func"; a symbol only starts where its run of characters starts (linear search).
+    (r"(?<![a-zA-Z0-9_.])([0-9_.]*+[a-zA-Z][a-zA-Z0-9_.]++)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
     (r"CPU#[0-9]+", "CPU"),
     (r"(\W)(\d+)(\W|$)", r"\1NUM\3"),
     (r"(\d+){7,}", "NUM"),
@@ -565,7 +710,88 @@ QUESTIONABLE_FRAME = r"(?:\[<[0-9a-f]+>\])? \? "
 
 
 
+_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+
+
+def _split_any(pattern: str) -> Optional[list[str]]:
+    """``pattern`` cut at its top-level ``.*`` (outside groups and classes), or None when it has
+    a top-level alternation, spans lines, or has no such ``.*``."""
+    parts, depth, cls, i, start = [], 0, False, 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if pattern[i + 1:i + 2] == "n":
+                return None
+            i += 2
+            continue
+        if cls:
+            cls = ch != "]"
+        elif ch == "[":
+            cls = True
+            i += pattern[i + 1:i + 2] == "]"
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return None
+        elif (ch == "." and depth == 0 and pattern[i + 1:i + 2] == "*"
+              and pattern[i + 2:i + 3] not in ("?", "+")):
+            parts.append(pattern[start:i])
+            i += 2
+            start = i
+            continue
+        i += 1
+    parts.append(pattern[start:])
+    return parts if len(parts) > 1 else None
+
+
+def linear(pattern: str) -> str:
+    """``HEAD.*A.*B`` rewritten so that a search is linear in the line's length.
+
+    Searched as written, each occurrence of HEAD on a line rescans the rest of the line for A (and
+    each A for B): quadratic in a line made of HEADs.  Here each gap may not run over another HEAD
+    and stops at the first A, then at the first B (atomic, lazy): every character is looked at a
+    bounded number of times.  A line still matches if HEAD is followed by A and then B with no other
+    HEAD in between — the parts of a title come after the last marker before them.
+    """
+    flags = _FLAGS.match(pattern)
+    prefix = flags.group(0) if flags else ""
+    parts = _split_any(pattern[len(prefix):])
+    if parts is None or not parts[0]:
+        return pattern
+    head = re.sub(r"(?<!\\)\((?!\?)", "(?:", parts[0])  # the look-ahead copy must not add groups
+    gap = f"(?:(?!{head}).)*?"
+    return prefix + parts[0] + "".join(f"(?>{gap}{part})" for part in parts[1:])
+
+
+@dataclass(frozen=True)
+class _FromFirstHead:
+    """A multi-line regex ``HEAD(?:.*\\n)+?A(?:.*\\n)+?B`` tried at the first HEAD only, each
+    ``(?:.*\\n)+?A`` committed to the first line with an A (atomic).
+
+    If A then B do not follow the first HEAD, they follow no later HEAD either; searched as
+    written, every HEAD (and every A) would rescan the rest of the text: quadratic."""
+
+    head: "re.Pattern[str]"
+    full: "re.Pattern[str]"
+
+    @property
+    def pattern(self) -> str:
+        return self.full.pattern
+
+    def search(self, text: str, pos: int = 0):
+        first = self.head.search(text, pos)
+        return None if first is None else self.full.match(text, first.start())
+
+
 @functools.lru_cache(maxsize=None)
-def rx(pattern: str, flags: int = 0) -> "re.Pattern[str]":
-    """Compile one of this table's regexes (compiled once per process)."""
-    return re.compile(pattern, flags)
+def rx(pattern: str, flags: int = 0):
+    """Compile one of this table's regexes (once per process) so that searching it is linear:
+    ``.*`` gaps are rewritten by ``linear``, multi-line patterns are tried at their first head."""
+    next_lines = "(?:.*\\n)+?"
+    head, *rest = pattern.split(next_lines)
+    if head and rest and all(p.count("(") == p.count(")") for p in rest):
+        full = head + "".join(f"(?>{next_lines}{part})" for part in rest)
+        return _FromFirstHead(re.compile(linear(head), flags), re.compile(full, flags))
+    return re.compile(linear(pattern), flags)

@@ -590,15 +590,22 @@ def symbolize_text(report: str, sym: Symbolizer) -> str:
     return "\n".join(out)
 
 
+# "func+0x1/0x2 [mod]"; the symbol starts at the first letter of its run of name characters
+# (searched once per run, not from each of its characters: linear).
+_SYMBOL = re.compile(r"(?<![A-Za-z0-9_.$])[0-9.$]*+(?P<sym>[A-Za-z_][A-Za-z0-9_.$]*+)\+0x[0-9a-f]+/0x[0-9a-f]+"
+                     r"(?:\s+\[[A-Za-z0-9_\-]+(?:\s+[0-9a-f]+)?\])?")
+_BARE_ADDRESS = re.compile(r"\[<[0-9a-f]+>\]|0x[0-9a-f]{8,}")
+
+
 def _decorate(line: str, frame: Frame, sources: list[Source]) -> list[str]:
-    m = re.search(r"[A-Za-z_][A-Za-z0-9_.$]*\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[[A-Za-z0-9_\-]+(?:\s+[0-9a-f]+)?\])?", line)
+    m = _SYMBOL.search(line)
     if m is None:  # a bare address: name it
-        m = re.search(r"\[<[0-9a-f]+>\]|0x[0-9a-f]{8,}", line)
+        m = _BARE_ADDRESS.search(line)
         head, tail = line[:m.end()], line[m.end():]
         head += f" {frame.function}+0x{frame.offset:x}/0x{frame.size:x}"
         start = m.end() + 1
     else:
-        head, tail, start = line[:m.end()], line[m.end():], m.start()
+        head, tail, start = line[:m.end()], line[m.end():], m.start("sym")
     lines = [f"{line[:start]}{s.function} {s.file}:{s.line} [inline]" for s in sources if s.inlined]
     real = [s for s in sources if not s.inlined]
     if real:
