@@ -436,9 +436,14 @@ class RequireVM:
     def __init__(self) -> None:
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.vm_ids: set[str] = set()
+
+    def pytest_collection_modifyitems(self, items) -> None:
+        # by the marker: "vm" is also a keyword of every test under a folder named vm (tests/unit/vm/)
+        self.vm_ids = {item.nodeid for item in items if item.get_closest_marker("vm") is not None}
 
     def pytest_runtest_logreport(self, report) -> None:
-        if "vm" not in report.keywords:
+        if report.nodeid not in self.vm_ids:
             return
         if hasattr(report, "wasxfail"):  # xfailed (reported as skipped) or xpassed: the guest ran
             if report.when == "call":

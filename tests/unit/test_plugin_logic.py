@@ -97,3 +97,15 @@ def test_disk_by_serial_shell_finds_the_serial(tmp_path):
     script = disk_by_serial_shell("scratch0").replace("/sys/block", str(block))
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "/dev/vdc"
+
+
+def test_require_vm_counts_by_marker_not_by_a_folder_named_vm(pytester):
+    """tests/unit/vm/ holds unit tests: its name makes "vm" a keyword of theirs, not a VM test."""
+    pytester.mkdir("vm")
+    pytester.path.joinpath("vm", "test_unit.py").write_text(
+        "import pytest\n\ndef test_pure():\n    assert True\n\n"
+        "def test_skipped_unit():\n    pytest.skip('not a guest')\n")
+    pytester.makepyfile(test_guest="import pytest\n\n@pytest.mark.vm\ndef test_guest():\n    assert True\n")
+    result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--require-vm: 1 VM tests ran, none skipped*"])
