@@ -438,6 +438,7 @@ class RequireVM:
         self.skipped: list[str] = []
         self.vm_ids: set[str] = set()
 
+    @pytest.hookimpl(trylast=True)  # after the plugin marks the tests that use a guest fixture
     def pytest_collection_modifyitems(self, items) -> None:
         # by the marker: "vm" is also a keyword of every test under a folder named vm (tests/unit/vm/)
         self.vm_ids = {item.nodeid for item in items if item.get_closest_marker("vm") is not None}

@@ -109,3 +109,20 @@ def test_require_vm_counts_by_marker_not_by_a_folder_named_vm(pytester):
     result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*--require-vm: 1 VM tests ran, none skipped*"])
+
+
+def test_require_vm_counts_tests_marked_by_their_guest_fixture(pytester):
+    """A test that uses the vm fixture is a VM test even without @pytest.mark.vm (the plugin marks it)."""
+    pytester.makepyfile(test_f='''
+import pytest
+
+@pytest.fixture
+def vm():
+    return "a stand-in guest"
+
+def test_uses_a_guest(vm):
+    assert vm
+''')
+    result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--require-vm: 1 VM tests ran, none skipped*"])
