@@ -68,6 +68,10 @@ class SSHStall(VMError):
     """SSH opened no channel within its timeout: the guest may be hung (VM.run names the cause)."""
 
 
+class SnapshotError(VMError):
+    """A guest snapshot could not be saved or restored; the caller boots the guest afresh."""
+
+
 class CacheLocked(HarnessError):
     """Another process held a cached artifact's lock for longer than we wait."""
 

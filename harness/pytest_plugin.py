@@ -65,6 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="auto: KVM if a canary boot works, else TCG (default)")
     g.addoption("--vm-memory", type=int, default=1024, metavar="MB", help="guest memory (default 1024)")
     g.addoption("--vm-cpus", type=int, default=1, metavar="N", help="guest CPUs (default 1)")
+    g.addoption("--no-snapshot", action="store_true",
+                help="boot every guest afresh (default: restore a snapshot of a booted guest, saved on first use)")
     g.addoption("--vm-timeout", type=float, default=180.0, metavar="S", help="boot timeout in seconds")
     g.addoption("--artifacts", default=None, metavar="DIR",
                 help="where console logs, dmesg, QEMU argv and outcomes go (default: ./artifacts)")
@@ -143,7 +145,8 @@ class PinSession:
 
     def vm_options(self, node) -> VMOptions:
         opts = VMOptions(memory_mb=self.config.getoption("--vm-memory"), cpus=self.config.getoption("--vm-cpus"),
-                         accel=self.config.getoption("--accel"), boot_timeout=self.config.getoption("--vm-timeout"))
+                         accel=self.config.getoption("--accel"), boot_timeout=self.config.getoption("--vm-timeout"),
+                         snapshot=not self.config.getoption("--no-snapshot"))
         wl = workload_request(node)
         if wl is not None:
             opts = replace(opts, **workload_vm_options(WORKLOADS[wl.name], wl.stressors))
@@ -364,6 +367,9 @@ def check_cell(request, session: "PinSession", kernel: Kernel, kernel_spec: str,
                    session.accel_for(kernel), session.vm_options(request.node), log=lambda s: None)
     assert res.status not in ("ERROR", "SKIP"), f"{res.status}: {res.detail} (artifacts: {res.artifacts})"
     assert res.ok, f"{res.status}: {res.detail}; expected {res.expect} (artifacts: {res.artifacts})"
+    if session.vm_options(request.node).snapshot:  # the outcome above came from a restored guest
+        summary = json.loads((Path(res.artifacts) / "vm" / "vm.json").read_text())
+        assert summary.get("snapshot"), f"the guest was booted afresh, not restored (artifacts: {res.artifacts})"
     if exp.bug:
         raise KnownBugReproduced(f"{res.outcome} on {kernel.release}")
     return res

@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=int, default=0, help="make -j (default: number of CPUs)")
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     p.add_argument("--memory", type=int, default=1024, metavar="MB", help="guest memory for --workload")
+    p.add_argument("--no-snapshot", action="store_true", help="boot every guest afresh (default: restore a snapshot of a booted guest, saved on first use)")
     p.add_argument("--run-timeout", type=float, default=3600, help="seconds for one pytest run (default 3600)")
     p.add_argument("--out", type=Path, default=None,
                    help="directory for the step log (bisect.json) and per-run artifacts "
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     common = dict(out=build_dir, paths=paths, configs=tuple(args.config), jobs=args.jobs, log=log,
                   artifacts=out.resolve(), accel=args.accel)
     if args.workload:
-        runner = WorkloadSteps(**common, spec=WorkloadSpec.parse(args.workload), memory_mb=args.memory)
+        runner = WorkloadSteps(**common, spec=WorkloadSpec.parse(args.workload), memory_mb=args.memory,
+                               snapshot=not args.no_snapshot)
     else:
         runner = PytestSteps(**common, nodeid=args.test, timeout=args.run_timeout)
     opts = BisectOptions(args.tree, args.good, args.bad, "fix" if args.fix else "cause", args.runs,

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=1)
     p.add_argument("--no-pvh", action="store_true",
                    help="boot the bzImage as is (default: its uncompressed vmlinux through PVH, no decompression)")
+    p.add_argument("--no-snapshot", action="store_true", help="boot every guest afresh (default: restore a snapshot of a booted guest, saved on first use)")
     p.add_argument("--fs", choices=tuple(MKFS), help="attach a fresh scratch disk with this file system")
     p.add_argument("--artifacts", type=Path, help="directory for the console log etc. (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=300, help="per-command timeout in seconds")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []
     status = 0
     with VM(k, image, paths, workdir, VMOptions(memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
-                                                pvh=not args.no_pvh),
+                                                pvh=not args.no_pvh, snapshot=not args.no_snapshot),
             disks=disks, log=say) as vm:
         print(f"pinharness: {k.name} ({k.release}) up in {vm.boot_seconds:.1f}s under {vm.accel.accel}; "
               f"ssh port {vm.machine.ssh_port}; artifacts in {workdir}", file=sys.stderr)

@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: each workload's own)")
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     p.add_argument("--memory", type=int, default=1024, metavar="MB", help="guest memory (default 1024)")
+    p.add_argument("--no-snapshot", action="store_true", help="boot every guest afresh (default: restore a snapshot of a booted guest, saved on first use)")
     p.add_argument("--pages", type=int, default=16, help="pages of the pinned file (default 16)")
     p.add_argument("--out", type=Path, default=None,
                    help="results directory (default: results/<timestamp>): results.json, junit.xml, logs")
@@ -174,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
                 if stopping.is_set():
                     raise HarnessError("the run was stopped")
                 return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}",
-                                accel, VMOptions(memory_mb=args.memory, accel=args.accel), pages=args.pages,
+                                accel, VMOptions(memory_mb=args.memory, accel=args.accel, snapshot=not args.no_snapshot),
+                                pages=args.pages,
                                 log=log)
 
             res = confirm(attempt(1), attempt, policy, log=lambda s: log(f"{tag} {s}"))

@@ -82,6 +82,7 @@ class WorkloadSteps(KernelSteps):
     artifacts: Path = Path("artifacts") / "bisect"
     accel: str = "auto"
     memory_mb: int = 1024
+    snapshot: bool = True  # restore guests from a snapshot per kernel (a re-run of a step restores it)
     _accel_choice: object = field(default=None, init=False, repr=False)  # decided at the first run
     _image: object = field(default=None, init=False, repr=False)
 
@@ -97,7 +98,7 @@ class WorkloadSteps(KernelSteps):
             self._accel_choice = pick_accel(self.accel, kernel, self.paths, self.artifacts / "_accel", log=self.log)
         cell = Cell(f"tree:{self.out}", self.spec.workload, self.spec.fs, self.spec.stressors)
         res = run_cell(cell, kernel, self._image, self.paths, self.artifacts / f"{commit[:12]}-{attempt}",
-                       self._accel_choice, VMOptions(memory_mb=self.memory_mb, accel=self.accel), log=self.log)
+                       self._accel_choice, VMOptions(memory_mb=self.memory_mb, accel=self.accel, snapshot=self.snapshot), log=self.log)
         return signature_of_cell(res)
 
 

@@ -65,6 +65,9 @@ class QemuConfig:
     devices: Sequence[str] = ()  # extra -device values, e.g. "edu"
     extra_args: Sequence[str] = ()
     qemu_binary: str = "qemu-system-x86_64"
+    hotplug_ports: int = 0  # empty pcie-root-ports hp0.. for disks attached later (snapshots)
+    vmgenid: bool = False  # a VM generation ID device: a restored guest sees a new one and reseeds its RNG
+    incoming: bool = False  # -incoming defer: the guest's state arrives by QMP migrate-incoming
 
 
 def _esc(value: str) -> str:
@@ -104,7 +107,16 @@ def build_argv(cfg: QemuConfig) -> list[str]:
         argv += ["-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22", "-device", "virtio-net-pci,netdev=net0"]
     for dev in cfg.devices:
         argv += ["-device", dev]
+    if cfg.hotplug_ports:  # native PCIe hotplug: a slot each, probed in parallel (ACPI's handler is serial,
+        # so a throttled disk's partition scan would hold up the disks plugged after it)
+        argv += ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+    for n in range(cfg.hotplug_ports):
+        argv += ["-device", f"pcie-root-port,id=hp{n},bus=pcie.0,chassis={n + 1}"]
+    if cfg.vmgenid:
+        argv += ["-device", "vmgenid,id=vmgenid0,guid=auto"]
     argv += list(cfg.extra_args)
+    if cfg.incoming:
+        argv += ["-incoming", "defer"]
     return argv
 
 

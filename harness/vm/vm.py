@@ -12,12 +12,13 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from harness.errors import CommandKilled, CommandTimeout, SSHStall, VMError, named_enospc
-from harness.vm import pvh
+from harness.errors import (CommandKilled, CommandTimeout, QemuDied, SnapshotError, SSHStall, VMError,
+                            named_enospc)
+from harness.vm import pvh, snapshot
 from harness.vm.diagnose import RUN_STATES, killed_message, stall_error
 from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
 from harness.vm.host import Paths
@@ -52,6 +53,7 @@ class VMOptions:
     cpu_model: Optional[str] = None
     extra_qemu_args: Sequence[str] = ()
     pvh: bool = True  # boot the bzImage's uncompressed vmlinux through PVH (no decompression under TCG)
+    snapshot: bool = True  # restore a saved guest (saved on first use) instead of booting; see vm/snapshot.py
 
 
 def boot_image(kernel: Kernel, paths: Paths, options: VMOptions) -> Path:
@@ -123,11 +125,14 @@ class VM:
     guest: Optional[Guest] = field(default=None, init=False)
     boot_seconds: float = field(default=0.0, init=False)
     outcome: str = field(default="not booted", init=False)
+    snapshot: Optional[str] = field(default=None, init=False)  # the digest of the snapshot restored, if one was
     _sockdir: Optional[Path] = field(default=None, init=False)
     _ssh_log: Optional[SSHLog] = field(default=None, init=False)
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self) -> "VM":
+        """Restore the guest from its snapshot (saving one first, on first use), or boot it afresh
+        when snapshots are off (``VMOptions.snapshot``) or cannot serve it."""
         kernel_image.kind(self.kernel.image)  # a truncated or foreign image is named here, not by QEMU
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.accel is None:
@@ -137,7 +142,6 @@ class VM:
         disks = [Disk(self.image.rootfs, ROOT_SERIAL, fs="ext4", snapshot=True)]
         if modules_disk is not None:
             disks.append(Disk(modules_disk, MODULES_SERIAL, fs="ext4", readonly=True))
-        disks += list(self.disks)
         key = SSHKey.generate()
         self._sockdir = short_socket_dir()
         cfg = QemuConfig(kernel=boot_image(self.kernel, self.paths, self.options), initrd=initrd,
@@ -147,14 +151,12 @@ class VM:
                          cpu_model=self.options.cpu_model, disks=disks, iommu=self.options.iommu,
                          devices=self.options.devices, extra_args=self.options.extra_qemu_args)
         t0 = time.monotonic()
-        self.machine = Machine(cfg, self.workdir, log=self.log)
         try:
-            self.machine.start()
-            self.machine.wait_for(READY_MARKER, self.options.boot_timeout, "the guest to boot",
-                                  silence_timeout=self.options.silence_timeout)
-            self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
-            self.guest = Guest(self.machine.ssh_port, key, log_channel=self._ssh_log.channel)  # type: ignore[arg-type]
-            self.guest.connect(timeout=60, alive=self.machine.check)
+            if not (self.options.snapshot and self._restore(cfg)):
+                self.machine = Machine(replace(cfg, disks=[*disks, *self.disks]), self.workdir, log=self.log)
+                self.machine.start()
+                self._wait_ready(self.machine)
+                self._connect(key)
         except BaseException as exc:
             self.outcome = f"boot failed: {type(exc).__name__}: {exc}"
             self.close()
@@ -164,6 +166,52 @@ class VM:
         with named_enospc(self.workdir, "vm.json"):
             self._write_summary()
         return self
+
+    def _wait_ready(self, machine: Machine) -> None:
+        machine.wait_for(READY_MARKER, self.options.boot_timeout, "the guest to boot",
+                         silence_timeout=self.options.silence_timeout)
+
+    def _connect(self, key: SSHKey) -> None:
+        assert self.machine is not None
+        if self._ssh_log is None:
+            self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
+        self.guest = Guest(self.machine.ssh_port, key, log_channel=self._ssh_log.channel)  # type: ignore[arg-type]
+        self.guest.connect(timeout=60, alive=self.machine.check)
+
+    def _restore(self, cfg: QemuConfig) -> bool:
+        """Restore ``cfg``'s guest from its snapshot, with this VM's disks hot-plugged. False when
+        snapshots cannot serve it (too many disks, a configuration QEMU cannot save, a snapshot that
+        did not restore: that one is removed), after a one-line note; the caller then boots afresh."""
+        if len(self.disks) > snapshot.HOTPLUG_PORTS:
+            self.log(f"pinharness: note: {len(self.disks)} disks, more than a snapshot's "
+                     f"{snapshot.HOTPLUG_PORTS} ports: booting afresh")
+            return False
+        plan = snapshot.plan(self.paths, cfg)
+        assert self._sockdir is not None
+        self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
+        try:
+            saved = snapshot.ensure(plan, cfg, self._wait_ready, self._sockdir, self.log, self._ssh_log.channel)
+        except SnapshotError as exc:
+            self.log(f"pinharness: note: booting afresh: {exc}")
+            return False
+        root = snapshot.overlay(saved.root, "qcow2", self.workdir / snapshot.VM_ROOT)
+        snapshot.copy_boot_console(saved, cfg.console_log)
+        self.machine = Machine(snapshot.snapshot_config(cfg, root, saved.key, cfg.console_log, incoming=True),
+                               self.workdir, log=self.log)
+        try:
+            self.machine.start()
+            snapshot.load_state(self.machine, saved.state)
+        except (SnapshotError, QemuDied) as exc:
+            self.machine.close(grace=0.0, term_grace=1.0)
+            self.machine = None
+            snapshot.discard(plan, str(exc), self.log)
+            return False
+        snapshot.hotplug(self.machine, self.disks, first_index=len(cfg.disks))
+        self._connect(saved.key)
+        assert self.guest is not None
+        snapshot.settle(self.guest, self.machine, self.disks)
+        self.snapshot = plan.digest
+        return True
 
     def __enter__(self) -> "VM":
         return self.boot() if self.machine is None else self
@@ -197,6 +245,7 @@ class VM:
         except OSError as exc:  # closing must not hide the error that got us here
             self.log(f"pinharness: warning: could not write {self.workdir / 'vm.json'}: {exc.strerror}")
         self._remove_sockdir()
+        (self.workdir / snapshot.VM_ROOT).unlink(missing_ok=True)  # this guest's writes to its root: scrap
         self.machine_exit = self.machine.exit_status
         self.guest = None
 
@@ -210,7 +259,7 @@ class VM:
                    "options": {k: (list(v) if isinstance(v, (list, tuple)) else v)
                                for k, v in asdict(self.options).items()},
                    "disks": [{"path": str(d.path), "serial": d.serial, "fs": d.fs} for d in self.disks],
-                   "boot_seconds": round(self.boot_seconds, 2), "outcome": self.outcome}
+                   "boot_seconds": round(self.boot_seconds, 2), "snapshot": self.snapshot, "outcome": self.outcome}
         (self.workdir / "vm.json").write_text(json.dumps(summary, indent=1))
 
     # ------------------------------------------------------------------ using the guest

@@ -209,6 +209,7 @@ def test_failed_boot_leaves_no_socket_directory(tmp_path, monkeypatch, exc):
     monkeypatch.setattr(vm_mod, "Machine", Machine(exc))
     image = type("Img", (), {"rootfs": tmp_path / "rootfs.ext4"})()
     vm = vm_mod.VM(FakeKernel("debian:6.1"), image, None, tmp_path / "work",  # type: ignore[arg-type]
+                   options=vm_mod.VMOptions(snapshot=False),
                    accel=AccelChoice("tcg", "requested"), log=lambda s: None)
     with pytest.raises(type(exc)):
         vm.boot()
