@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Boot latency: launch→ready and per-command SSH latency (median of N) per kernel,
-side by side with bare QEMU + a busybox initramfs on the same kernel; plus cold
-and warm guest-image build times.
+"""Boot latency, in one interleaved run per kernel: a guest restored from its snapshot and a
+cold-booted one (launch -> first command output), bare QEMU + a busybox initramfs (bzImage and
+PVH vmlinux), the whole `harness boot` command with and without snapshots, and virtme-ng when it
+is installed; medians and ratios. Plus the per-command SSH latency and the guest-image build times.
 
     python bench/boot.py [--kernel debian:6.1 --kernel debian:sid] [--runs 5] [--accel tcg] [--no-cold-image]
 
-The bzImage and its PVH vmlinux are measured side by side, interleaved.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,47 +62,75 @@ def main() -> int:
     return 0
 
 
-def whole_command(spec: str, accel: str, pvh: bool) -> float:
+def whole_command(spec: str, accel: str, extra: list[str]) -> float:
     """`python -m harness boot --kernel SPEC 'uname -r'`, wall time from launch to exit."""
-    argv = [sys.executable, "-m", "harness", "boot", "--kernel", spec, "--accel", accel, "uname -r"]
+    argv = [sys.executable, "-m", "harness", "boot", "--kernel", spec, "--accel", accel, *extra, "uname -r"]
     t = time.monotonic()
-    subprocess.run(argv + ([] if pvh else ["--no-pvh"]), check=True, capture_output=True, timeout=600,
-                   cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run(argv, check=True, capture_output=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
     return time.monotonic() - t
+
+
+def virtme_ng(k) -> float | None:
+    """virtme-ng on the same kernel image, when installed: `vng -r IMAGE --disable-kvm -- uname -r`."""
+    vng = shutil.which("vng")
+    if vng is None:
+        return None
+    t = time.monotonic()
+    subprocess.run([vng, "-r", str(k.image), "--disable-kvm", "--force-9p", "--", "uname", "-r"],
+                   capture_output=True, timeout=600)
+    return time.monotonic() - t
+
+
+def first_command(k, image, paths, workdir, opts, accel) -> float:
+    """A guest from launch to the output of its first command (`uname -r`)."""
+    t = time.monotonic()
+    with VM(k, image, paths, workdir, opts, accel=accel, log=lambda s: None) as vm:
+        vm.run("uname -r", timeout=60, check=True)
+        return time.monotonic() - t
 
 
 def bench_kernel(k, image, paths, work, accel, cpu, runs, commands, spec) -> None:
     """Each round runs every variant once (interleaved, so drift hits all alike)."""
     times: dict[str, list[float]] = {}
-    cmds, first_cmd = [], []
+    cmds: list[float] = []
     tag = f"{k.name}-{cpu or 'default'}"
+    restore_opts = VMOptions(accel=accel.accel, cpu_model=cpu)
+    first_command(k, image, paths, work / f"{tag}-snapshot", restore_opts, accel)  # the snapshot, saved once
+    RESTORE = "restore from snapshot, launch -> first command output"
+    COLD = "cold boot (PVH), launch -> first command output"
     for i in range(runs):
         for pvh in (False, True):
             label = "PVH vmlinux" if pvh else "bzImage"
-            opts = VMOptions(accel=accel.accel, cpu_model=cpu, pvh=pvh)
             t = time.monotonic()
             canary_boot(k, paths, work / f"{tag}-bare-{pvh}-{i}", accel=accel.accel, timeout=120, silence=120,
-                        cpu_model=cpu, options=opts)
+                        cpu_model=cpu, options=VMOptions(accel=accel.accel, cpu_model=cpu, pvh=pvh))
             times.setdefault(f"bare QEMU + busybox initramfs ({label}), launch -> userspace", []).append(
                 time.monotonic() - t)
-            t = time.monotonic()
-            with VM(k, image, paths, work / f"{tag}-full-{pvh}-{i}", opts, accel=accel, log=lambda s: None) as vm:
-                times.setdefault(f"pinharness guest ({label}), launch -> ready (SSH connected)", []).append(
-                    time.monotonic() - t)
-                t1 = time.monotonic()
-                vm.run("true", timeout=60)
-                first_cmd.append(time.monotonic() - t1)
-                for _ in range(commands if pvh else 0):
-                    t1 = time.monotonic()
-                    vm.run("true", timeout=60)
-                    cmds.append(time.monotonic() - t1)
+        cold_opts = VMOptions(accel=accel.accel, cpu_model=cpu, snapshot=False)
+        times.setdefault(COLD, []).append(first_command(k, image, paths, work / f"{tag}-cold-{i}", cold_opts, accel))
+        times.setdefault(RESTORE, []).append(
+            first_command(k, image, paths, work / f"{tag}-restore-{i}", restore_opts, accel))
+        for label, extra in (("--no-snapshot", ["--no-snapshot"]), ("snapshot", [])):
             times.setdefault(f"`python -m harness boot 'uname -r'` ({label}), whole command", []).append(
-                whole_command(spec, accel.accel, pvh))
+                whole_command(spec, accel.accel, extra))
+        vng = virtme_ng(k)
+        if vng is not None:
+            times.setdefault("virtme-ng `vng -r IMAGE --disable-kvm -- uname -r`, whole command", []).append(vng)
+    with VM(k, image, paths, work / f"{tag}-rtt", restore_opts, accel=accel, log=lambda s: None) as vm:
+        for _ in range(commands):
+            t1 = time.monotonic()
+            vm.run("true", timeout=60)
+            cmds.append(time.monotonic() - t1)
     print(f"== {k.name} ({k.release}) under {accel.accel}, -cpu {cpu or 'default'}")
     for label, xs in times.items():
-        print(f"{label:78} {med(xs)}")
-    print(f"{'first SSH command after ready':78} {med(first_cmd)}")
-    print(f"{'SSH command round trip (`true`)':78} {statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
+        print(f"{label:80} {med(xs)}")
+    print(f"{'SSH command round trip (`true`)':80} {statistics.median(cmds) * 1000:6.1f} ms (n={len(cmds)})")
+    cold, restore = statistics.median(times[COLD]), statistics.median(times[RESTORE])
+    print(f"{'ratio cold boot / restore':80} {cold / restore:6.2f}x")
+    if "virtme-ng `vng -r IMAGE --disable-kvm -- uname -r`, whole command" in times:
+        vng = statistics.median(times["virtme-ng `vng -r IMAGE --disable-kvm -- uname -r`, whole command"])
+        ours = statistics.median(times["`python -m harness boot 'uname -r'` (snapshot), whole command"])
+        print(f"{'ratio virtme-ng / harness boot (snapshot)':80} {vng / ours:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -270,7 +270,12 @@ class Machine:
 
     # ------------------------------------------------------------------ liveness
     def alive(self) -> bool:
-        return self.child is not None and self.child.isalive()
+        if self.child is None:
+            return False
+        try:
+            return self.child.isalive()
+        except (pexpect.ExceptionPexpect, ChildProcessError):  # the console thread's isalive() reaped it first
+            return False
 
     def _raise_if_dead(self) -> None:
         """Raise the named cause if QEMU died or the guest can make no progress."""
@@ -370,15 +375,15 @@ class Machine:
             self.qmp = None
         if self.child is not None:
             deadline = time.monotonic() + grace
-            while self.child.isalive() and time.monotonic() < deadline:
+            while self.alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if self.child.isalive():
+            if self.alive():
                 try:
                     os.kill(self.child.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
                 t = time.monotonic() + term_grace
-                while self.child.isalive() and time.monotonic() < t:
+                while self.alive() and time.monotonic() < t:
                     time.sleep(0.05)
             try:
                 self.child.close(force=True)  # SIGKILL if still alive, then reap

@@ -80,7 +80,7 @@ def test_command_timeout_leaves_the_guest_usable(ph_session, kernel, guest_image
 
 
 def test_boot_timeout_is_named_and_console_kept(ph_session, kernel, guest_image, tmp_path):
-    vm = _vm(ph_session, kernel, guest_image, tmp_path, boot_timeout=1.0)
+    vm = _vm(ph_session, kernel, guest_image, tmp_path, boot_timeout=1.0, snapshot=False)  # a boot, not a restore
     with pytest.raises(BootTimeout, match="timed out after 1s waiting for the guest to boot"):
         vm.boot()
     assert vm.machine is not None and not vm.machine.alive()
