@@ -107,25 +107,41 @@ def excerpt(r: CellResult, limit: int = 12000, console_lines: int = 60) -> str:
 # --------------------------------------------------------------------------- text table
 
 SHORT_TITLE_MAX = 28  # characters of a title without " in <function>" kept in the outcome column
-OUTCOME_COLUMN_MAX = 48
+OUTCOME_COLUMN_MAX = 42
+TABLE_WIDTH_MAX = 120  # columns: every row of the terminal table fits
 
 
 def short_title(title: str) -> str:
     """A report title as the terminal's outcome column shows it: the function after the last
-    " in " (``WARNING in ext4_dirty_folio`` -> ``ext4_dirty_folio``), else the title, cut."""
+    " in " (``WARNING in ext4_dirty_folio`` -> ``ext4_dirty_folio``; ``EXT4-fs warning in
+    mpage_prepare_extent_to_map: page ...`` -> ``mpage_prepare_extent_to_map``), else the title, cut."""
     head, sep, func = title.rpartition(" in ")
-    if sep and head and func and " " not in func.strip():
-        return func.strip()
+    func = func.strip()
+    if sep and head and func:
+        name = func.split(":", 1)[0] if ":" in func else func
+        if name and " " not in name:
+            return name
     return title if len(title) <= SHORT_TITLE_MAX else title[:SHORT_TITLE_MAX - 1] + "…"
 
 
 def terminal_outcome(r: CellResult) -> str:
-    """The outcome with short titles, ``WARNING(ext4_dirty_folio)+DATA-LOSS(16)``, cut to the column."""
+    """The outcome with short titles, ``WARNING(ext4_dirty_folio)+DATA-LOSS(16)``, fitted to the column:
+    when too long, its first and last parts around a ``…`` (the legend and reports.txt have all)."""
     text = r.outcome
     for t in r.titles:
         text = text.replace(f"({t})", f"({short_title(t)})")
     text = text or r.detail
-    return text if len(text) <= OUTCOME_COLUMN_MAX else text[:OUTCOME_COLUMN_MAX - 1] + "…"
+    if len(text) <= OUTCOME_COLUMN_MAX:
+        return text
+    parts = text.split("+")
+    ends = f"{parts[0]}+…+{parts[-1]}" if len(parts) > 2 else ""
+    return ends if ends and len(ends) <= OUTCOME_COLUMN_MAX else text[:OUTCOME_COLUMN_MAX - 1] + "…"
+
+
+def terminal_verdict(r: CellResult) -> str:
+    """The verdict in the table: ``KNOWN-BUG 3/3``, ``FLAKY 1/3``, ``UNEXPECTED 3/3 !`` (! fails the run)."""
+    rate = f" {r.reproduced}/{r.runs}" if r.runs > 1 else ""
+    return effective_status(r) + rate + (" !" if fails_run(r) else "")
 
 
 def legend(results: Sequence[CellResult]) -> list[str]:
@@ -135,15 +151,25 @@ def legend(results: Sequence[CellResult]) -> list[str]:
 
 
 def table(results: Sequence[CellResult]) -> str:
-    rows = [("kernel", "workload", "fs", "stressors", "outcome", "lost", "verdict")]
+    """The terminal table: a heading per kernel, then a row per cell, at most TABLE_WIDTH_MAX wide."""
+    header = ("workload", "fs", "stressors", "outcome", "lost", "verdict")
+    rows: list[tuple] = []
     for r in results:
         lost = f"{r.lost_pages}/{r.device_pages}" if r.device_pages else "-"
-        verdict = verdict_text(r) + (" !" if fails_run(r) else "")
-        rows.append((r.release or r.cell.kernel, r.cell.workload, r.cell.fs, "+".join(r.cell.stressors),
-                     terminal_outcome(r), lost, verdict))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+        rows.append((r.release or r.cell.kernel, r.cell.kernel, r.cell.workload, r.cell.fs,
+                     "+".join(r.cell.stressors), terminal_outcome(r), lost, terminal_verdict(r)))
+    widths = [max(len(str(row[i])) for row in [header, *(row[2:] for row in rows)]) for i in range(len(header))]
+    line = lambda cells: ("  " + "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))).rstrip()  # noqa: E731
+    lines = [line(header), "  " + "  ".join("-" * w for w in widths)]
+    kernel = None
+    for row in rows:
+        if row[0] != kernel:
+            kernel = row[0]
+            lines.append(f"{kernel} ({row[1]})" if row[1] != kernel else kernel)
+        lines.append(line(row[2:]))
+    if any(r.runs > 1 for r in results):
+        lines += ["", "n/m after a verdict: the runs (a fresh guest each) that showed the first run's outcome; "
+                      "! fails the run"]
     notes = legend(results)
     if notes:
         lines += ["", f"titles (full reports: <cell>/{REPORTS_FILE}):"] + notes

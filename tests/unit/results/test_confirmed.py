@@ -121,14 +121,28 @@ def test_flaky_is_compared_night_to_night_but_never_new(tmp_path):
 def test_terminal_table_short_titles_rate_and_legend(tmp_path):
     run = _run(tmp_path)
     text = results.table(run.cells)
-    row = next(line for line in text.splitlines() if line.startswith("6.1.0-26-amd64  odirect   ext4"))
+    lines = text.splitlines()
+    assert lines[0].split() == ["workload", "fs", "stressors", "outcome", "lost", "verdict"]
+    assert any(line.startswith("6.1.0-26-amd64") for line in lines)  # a heading per kernel
+    row = next(line for line in lines if line.startswith("  odirect   ext4"))
     assert "WARNING(ext4_dirty_folio)+DATA-LOSS(16)" in row and "WARNING in" not in row
-    assert "  ext4_dirty_folio: WARNING in ext4_dirty_folio" in text.splitlines()
-    assert any(line.rstrip().endswith("UNEXPECTED (reproduced 3/3) !") for line in text.splitlines())
-    assert any(line.rstrip().endswith("FLAKY (1/3)") for line in text.splitlines())
+    assert "  ext4_dirty_folio: WARNING in ext4_dirty_folio" in lines
+    assert any(line.rstrip().endswith("UNEXPECTED 3/3 !") for line in lines)
+    assert any(line.rstrip().endswith("FLAKY 1/3") for line in lines)
+    assert any(line.startswith("n/m after a verdict") for line in lines)
     assert f"  {FLAKY}: FLAKY (1/3), first run PIN-LEAK(1)" in text
-    widest = max(len(line) for line in text.splitlines()[:len(run.cells) + 2])
-    assert widest <= 160
+    table_rows = lines[:lines.index("")]
+    assert max(len(line) for line in table_rows) <= results.TABLE_WIDTH_MAX
+
+
+def test_terminal_outcome_keeps_first_and_last_part_when_too_long():
+    from harness.pins.matrix import Cell, CellResult
+    titles = ("WARNING in ext4_dirty_folio",
+              "EXT4-fs warning in mpage_prepare_extent_to_map: page does not have buffers attached")
+    r = CellResult(Cell("debian:6.1", "odirect", "ext4", ("reclaim",)), status="KNOWN-BUG", titles=titles,
+                   outcome=f"WARNING({titles[0]})+WARNING({titles[1]})+DATA-LOSS(16)")
+    assert results.terminal_outcome(r) == "WARNING(ext4_dirty_folio)+…+DATA-LOSS(16)"
+    assert results.short_title(titles[1]) == "mpage_prepare_extent_to_map"
 
 
 def test_short_titles():
