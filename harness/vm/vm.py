@@ -62,7 +62,8 @@ def boot_image(kernel: Kernel, paths: Paths, options: VMOptions) -> Path:
 
 
 def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False) -> list[str]:
-    words = ["console=ttyS0,115200", "loglevel=7", "panic=-1", "net.ifnames=0", "tsc=reliable",
+    # cryptomgr.notests: the crypto self-tests take seconds of a contended TCG boot and test nothing pins touch
+    words = ["console=ttyS0,115200", "loglevel=7", "panic=-1", "net.ifnames=0", "tsc=reliable", "cryptomgr.notests",
              f"pinharness.root={ROOT_SERIAL}"]
     if modules:
         words.append(f"pinharness.modules={MODULES_SERIAL}")
