@@ -44,6 +44,10 @@ KEEP = 12  # snapshots kept in the cache (the least recently used go first): ~10
 MIGRATE_TIMEOUT = 120.0
 MIGRATE_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default cap (32 MiB/s) would make saving take seconds
 KEY_WORD = "pinharness.key="
+# -device drivers whose state QEMU does not migrate (no vmstate: edu's PCI config space, BARs included,
+# would come back reset), with the PCI vendor:device the guest sees: they are left out of the snapshot
+# and hot-plugged after the restore, like the disks
+NOT_MIGRATED = {"edu": "0x1234:0x11e8"}
 STATE, ROOT, SSH_KEY, CONSOLE = "state", "root.qcow2", "ssh_key", "console.log"
 VM_ROOT = "root-overlay.qcow2"  # in a restored VM's workdir: its own writes over the snapshot's root
 
@@ -87,6 +91,11 @@ def plan(paths: Paths, cfg: QemuConfig) -> Plan:
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return Plan(key, digest, paths.sub("snapshots") / digest)
+
+
+def unmigrated_devices(cfg: QemuConfig) -> list[str]:
+    """The -device values of ``cfg`` whose state a snapshot would lose."""
+    return [d for d in cfg.devices if d.split(",", 1)[0] in NOT_MIGRATED]
 
 
 def snapshot_config(cfg: QemuConfig, root: Path, key: Optional[SSHKey], console_log: Path,
@@ -277,10 +286,11 @@ def discard(p: Plan, why: str, log: Callable[[str], None]) -> None:
 
 # --------------------------------------------------------------------------- restore
 
-def hotplug(machine: Machine, disks: Sequence[Disk], first_index: int) -> None:
-    """Attach ``disks`` to the reserved root ports, with the properties a cold boot would give them."""
-    if len(disks) > HOTPLUG_PORTS:
-        raise SnapshotError(f"{len(disks)} disks, but only {HOTPLUG_PORTS} ports are reserved")
+def hotplug(machine: Machine, disks: Sequence[Disk], first_index: int, devices: Sequence[str] = ()) -> None:
+    """Attach ``disks`` (with the properties a cold boot would give them), then ``devices`` (-device
+    values), to the reserved root ports."""
+    if len(disks) + len(devices) > HOTPLUG_PORTS:
+        raise SnapshotError(f"{len(disks)} disks and {len(devices)} devices, but only {HOTPLUG_PORTS} ports are reserved")
     for n, disk in enumerate(disks):
         index = first_index + n
         drive = drive_args(disk, index)[1]
@@ -289,23 +299,34 @@ def hotplug(machine: Machine, disks: Sequence[Disk], first_index: int) -> None:
             raise VMError(f"QEMU could not attach {disk.path}: {out.strip()[:300]}")
         machine.qmp_cmd("device_add", driver="virtio-blk-pci", id=f"hpdisk{n}", bus=f"hp{n}",
                         drive=f"drive{index}", serial=disk.serial)
+    for n, device in enumerate(devices, start=len(disks)):
+        driver, *props = device.split(",")
+        machine.qmp_cmd("device_add", driver=driver, id=f"hpdev{n}", bus=f"hp{n}",
+                        **dict(p.split("=", 1) for p in props))
 
 
-def settle_command(serials: Sequence[str], seed: bytes, now: float) -> str:
-    """One guest command: wait for the hot-plugged disks, take the host's seed and clock."""
-    wanted = " ".join(serials)
-    return (f"for i in $(seq 200); do ok=1; for s in {wanted}; do found=; "
-            "for d in /sys/block/vd*; do read -r x < $d/serial 2>/dev/null; [ \"$x\" = $s ] && found=1; done; "
-            "[ -n \"$found\" ] || ok=; done; [ -n \"$ok\" ] && break; sleep 0.05; done; "
+def settle_command(serials: Sequence[str], pci_ids: Sequence[str], seed: bytes, now: float) -> str:
+    """One guest command: wait (10 s at most) until the hot-plugged disks (by serial) and devices (by PCI
+    vendor:device) are there, then take the host's seed and clock."""
+    checks = [f"has /sys/block/vd*/serial {s}" for s in serials]
+    checks += [f"has_pci {i}" for i in pci_ids]
+    return ("has() { local want=${@: -1} f x; for f in \"${@:1:$#-1}\"; do read -r x < $f 2>/dev/null; "
+            "[ \"$x\" = $want ] && return 0; done; return 1; }; "
+            "has_pci() { local d v p; for d in /sys/bus/pci/devices/*; do read -r v < $d/vendor; read -r p < $d/device; "
+            "[ $v:$p = $1 ] && return 0; done; return 1; }; "
+            f"for i in $(seq 200); do ok=1; {'; '.join(f'{c} || ok=' for c in checks) or ':'}; "
+            "[ -n \"$ok\" ] && break; sleep 0.05; done; "
             f"echo {seed.hex()} > /dev/urandom; date -s @{now:.3f} >/dev/null; [ -n \"$ok\" ]")
 
 
-def settle(guest: Guest, machine: Machine, disks: Sequence[Disk], timeout: float = 30.0) -> None:
-    cmd = settle_command([d.serial for d in disks], secrets.token_bytes(64), time.time())
+def settle(guest: Guest, machine: Machine, disks: Sequence[Disk], devices: Sequence[str] = (),
+           timeout: float = 30.0) -> None:
+    pci_ids = [NOT_MIGRATED[d.split(",", 1)[0]] for d in devices if d.split(",", 1)[0] in NOT_MIGRATED]
+    cmd = settle_command([d.serial for d in disks], pci_ids, secrets.token_bytes(64), time.time())
     res = guest.run(cmd, timeout=timeout, alive=machine.check)
     if res.exit_status != 0:
-        raise VMError(f"the restored guest did not see its hot-plugged disks within 10s: "
-                      f"{', '.join(d.serial for d in disks)}")
+        raise VMError(f"the restored guest did not see what was hot-plugged into it within 10s: "
+                      f"{', '.join([d.serial for d in disks] + list(devices))}")
 
 
 def copy_boot_console(saved: Saved, console_log: Path) -> None:

@@ -180,13 +180,16 @@ class VM:
         self.guest.connect(timeout=60, alive=self.machine.check)
 
     def _restore(self, cfg: QemuConfig) -> bool:
-        """Restore ``cfg``'s guest from its snapshot, with this VM's disks hot-plugged. False when
-        snapshots cannot serve it (too many disks, a configuration QEMU cannot save, a snapshot that
-        did not restore: that one is removed), after a one-line note; the caller then boots afresh."""
-        if len(self.disks) > snapshot.HOTPLUG_PORTS:
-            self.log(f"pinharness: note: {len(self.disks)} disks, more than a snapshot's "
+        """Restore ``cfg``'s guest from its snapshot, with this VM's disks and the devices whose state QEMU
+        does not migrate hot-plugged. False when snapshots cannot serve it (too many disks, a configuration
+        QEMU cannot save, a snapshot that did not restore: that one is removed), after a one-line note; the
+        caller then boots afresh."""
+        late = snapshot.unmigrated_devices(cfg)  # not in the snapshot: hot-plugged after the restore
+        if len(self.disks) + len(late) > snapshot.HOTPLUG_PORTS:
+            self.log(f"pinharness: note: {len(self.disks)} disks and {len(late)} devices, more than a snapshot's "
                      f"{snapshot.HOTPLUG_PORTS} ports: booting afresh")
             return False
+        cfg = replace(cfg, devices=[d for d in cfg.devices if d not in late])
         plan = snapshot.plan(self.paths, cfg)
         assert self._sockdir is not None
         self._ssh_log = SSHLog(self.workdir / "ssh.log", f"paramiko.pinharness.{id(self):x}")
@@ -207,10 +210,10 @@ class VM:
             self.machine = None
             snapshot.discard(plan, str(exc), self.log)
             return False
-        snapshot.hotplug(self.machine, self.disks, first_index=len(cfg.disks))
+        snapshot.hotplug(self.machine, self.disks, first_index=len(cfg.disks), devices=late)
         self._connect(saved.key)
         assert self.guest is not None
-        snapshot.settle(self.guest, self.machine, self.disks)
+        snapshot.settle(self.guest, self.machine, self.disks, late)
         self.snapshot = plan.digest
         return True
 

@@ -3,6 +3,7 @@ the hot-plug and settle commands, pruning. The save/restore itself runs in tests
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -110,6 +111,13 @@ def test_hotplug_gives_disks_the_drive_properties_of_a_cold_boot(tmp_path):
                     dict(driver="virtio-blk-pci", id="hpdisk1", bus="hp1", drive="drive3", serial="ph-source")]
 
 
+def test_hotplug_adds_devices_after_the_disks():
+    m = FakeMachine()
+    snapshot.hotplug(m, [Disk(Path("/d.img"), "scratch0")], 2, devices=["edu,dma_mask=0xffffffff"])  # type: ignore
+    assert [a for n, a in m.calls if n == "device_add"][-1] == dict(driver="edu", id="hpdev1", bus="hp1",
+                                                                    dma_mask="0xffffffff")
+
+
 def test_hotplug_names_qemus_refusal(tmp_path):
     from harness.errors import VMError
     with pytest.raises(VMError, match="could not attach .*x.img: Could not open"):
@@ -118,13 +126,14 @@ def test_hotplug_names_qemus_refusal(tmp_path):
 
 def test_too_many_disks_for_the_reserved_ports():
     from harness.errors import SnapshotError
-    with pytest.raises(SnapshotError, match="only 6 ports"):
+    with pytest.raises(SnapshotError, match="7 disks and 0 devices, but only 6 ports"):
         snapshot.hotplug(FakeMachine(), [Disk(Path(f"/d{i}"), f"s{i}") for i in range(7)], 2)  # type: ignore
 
 
 def test_settle_command_waits_for_every_serial_then_seeds_and_sets_the_clock():
-    cmd = snapshot.settle_command(["scratch0", "ph-source"], bytes(range(4)), 1700000000.25)
-    assert "for s in scratch0 ph-source;" in cmd
+    cmd = snapshot.settle_command(["scratch0", "ph-source"], ["0x1234:0x11e8"], bytes(range(4)), 1700000000.25)
+    assert "has /sys/block/vd*/serial scratch0 || ok=" in cmd and "has /sys/block/vd*/serial ph-source" in cmd
+    assert "has_pci 0x1234:0x11e8 || ok=" in cmd
     assert "echo 00010203 > /dev/urandom" in cmd
     assert "date -s @1700000000.250" in cmd
 
@@ -163,3 +172,10 @@ def test_a_configuration_qemu_cannot_save_is_not_tried_again(tmp_path, files, mo
     monkeypatch.setattr(snapshot, "build", lambda *a, **k: pytest.fail("tried again"))
     with pytest.raises(SnapshotError, match="cannot be snapshotted .*non-migratable"):
         snapshot.ensure(p, _cfg(files), lambda m: None, tmp_path, lambda s: None)
+
+
+def test_devices_whose_state_qemu_does_not_migrate_are_named(files):
+    assert snapshot.unmigrated_devices(_cfg(files, devices=("edu",))) == ["edu"]
+    assert snapshot.unmigrated_devices(_cfg(files, devices=("edu,addr=5",))) == ["edu,addr=5"]
+    assert snapshot.unmigrated_devices(_cfg(files, devices=("virtio-rng-pci",))) == []
+    assert all(re.fullmatch(r"0x[0-9a-f]{4}:0x[0-9a-f]{4}", i) for i in snapshot.NOT_MIGRATED.values())
