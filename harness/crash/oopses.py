@@ -318,6 +318,9 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"INFO: task .* can't die for more than .* seconds", "INFO: task can't die in {1}",
                alt=("hang in {1}",), stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("schedule",))),
         Format(r"INFO: (Freed|Allocated) in (.*)", "INFO: {1} in {2}", corrupted=True),
+        # The hung-task header cut short ("INFO: t", "INFO: task syz:12 blocked for more th"): no format of
+        # syzkaller's matches, so syzbot titles it by the line itself and does not call it corrupted.
+        Format(r"INFO: (t(?:a(?:s(?:k(?: [^\n]*)?)?)?)?)(?=\n|$)", "INFO: {1}", no_stack_trace=True),
         Format(r"INFO:[ \t]*(?:\n|$)", "INFO: corrupted", corrupted=True),
     ), suppressions=(
         r"INFO: lockdep is turned off", r"INFO: Stall ended before state dump start", r"INFO: NMI handler",
