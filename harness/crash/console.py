@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Iterable, Optional
 
 from harness.crash import oopses as table
+from harness.crash.demangle import demangle
 from harness.crash.oopses import STACK, Format, Oops, StackSpec, rx
 
 
@@ -409,8 +410,11 @@ def _add_frames(raw: list[str], match, skip) -> None:
     if match is None:
         return
     for group in match.groups():
-        if group is not None and not skip.search(group):
-            raw.append(group)
+        if group is None:
+            continue
+        name = demangle(group)  # syzkaller titles Rust/C++ frames by their demangled names
+        if not skip.search(name):
+            raw.append(name)
 
 
 def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> tuple[list[tuple[str, str]], bool]:
@@ -611,7 +615,7 @@ def parse_frame_line(line: str) -> Optional[Frame]:
         if m.group("q"):
             return None
         return Frame(
-            function=m.group("func"), offset=int(m.group("off"), 16), size=int(m.group("size"), 16),
+            function=demangle(m.group("func")), offset=int(m.group("off"), 16), size=int(m.group("size"), 16),
             module=m.group("mod"), address=int(m.group("addr"), 16) if m.group("addr") else None,
             file=m.group("file"), line=int(m.group("line")) if m.group("line") else None,
             exact=bool(m.group("rip")))
