@@ -48,6 +48,10 @@ WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN = "WARNING", "BUG", "KASAN", "K
 LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR = (
     "LOCKDEP", "HANG", "PANIC", "MEMORY-LEAK", "FS-ERROR", "IO-ERROR")
 SYZ_FAILURE, REBOOT = "SYZ-FAILURE", "REBOOT"  # the fuzzer's own failures; a reboot nobody asked for
+OOM = "OOM"  # the OOM killer ended a process: an event worth listing, not a kernel bug
+TYPES = (WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN, LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR,
+         SYZ_FAILURE, REBOOT, OOM)
+EVENT_TYPES = frozenset({OOM})  # reports of these types are events: no crash and no warning of a run
 
 
 @dataclass(frozen=True)
@@ -484,6 +488,13 @@ OOPSES: tuple[Oops, ...] = (
                no_stack_trace=True),
         Format(r"Buffer I/O error on dev ([^,\s]+)", "Buffer I/O error on dev {1}", no_stack_trace=True),
     ), max_lines=1, interrupts=False, ours=True),
+    # mm/oom_kill.c: "Out of memory: Killed process 123 (hog) total-vm:..." (global OOM; "Kill process ... or
+    # sacrifice child" then "Killed process ..." before 5.1) and "Memory cgroup out of memory: Killed process ...".
+    Oops("Killed process", OOM, (
+        Format(r"Memory cgroup out of memory: Killed process [0-9]+ \(([^)\n]{1,64})\)", "OOM kill: {1}",
+               alt=("OOM kill in a memory cgroup: {1}",), no_stack_trace=True),
+        Format(r"Killed process [0-9]+ \(([^)\n]{1,64})\)", "OOM kill: {1}", no_stack_trace=True),
+    ), header=r"Killed process [0-9]+ \(", max_lines=1, interrupts=False, ours=True),
     Oops("page dumped because", BUG, (
         Format(r"page dumped because: (.*)", "page dumped because: {1}", no_stack_trace=True),
     ), header=r"^page dumped because:", max_lines=1, interrupts=False, ours=True,
@@ -498,7 +509,7 @@ OOPSES: tuple[Oops, ...] = (
 MARKER_ANCHORS: tuple[str, ...] = (
     "BUG", "WARNING:", "INFO:", "LOCKUP", "VFS: ", "SYZF", "UBSAN:", "EXT4-fs ", "XFS", "Alignment trap:",
     "Booting the kernel.", "Unable to handle kernel", "Kernel panic", "PANIC: double fault", "Internal error:",
-    "Unhandled fault:", "Buffer I/O error",
+    "Unhandled fault:", "Buffer I/O error", "Killed process",
     "protection fault", "segment: ", "panic", "error:", "divide_error:", "int3: ", "unregister_netdevice",
     "opcode:", "page dumped",
 )

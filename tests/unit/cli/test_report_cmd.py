@@ -77,6 +77,17 @@ def test_binary_garbage_log_from_stdin():
     assert json.loads(proc.stdout) == {"crashes": []}
 
 
+def test_oom_kills_are_listed_as_events(capsys):
+    log = GOLDEN / "oom-kill-global-and-memcg.log"
+    code, out, _ = run(capsys, "--format", "json", log)
+    crashes = json.loads(out)["crashes"]
+    assert code == 0 and [(c["title"], c["type"]) for c in crashes] == [
+        ("OOM kill: hog", "OOM"), ("OOM kill: memhog", "OOM")]
+    code, out, _ = run(capsys, log)
+    assert "==== crash 1/2: OOM kill: hog" in out and "type: OOM" in out
+    assert "Out of memory: Killed process 412 (hog)" in out
+
+
 def test_text_and_json_show_syzbots_subtype(capsys):
     log = GOLDEN / "kasan-old-null-ptr-deref-on-address.log"
     code, out, _ = run(capsys, "--format", "json", log)
