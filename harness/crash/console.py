@@ -171,6 +171,22 @@ class _Collected:
     end: int
     absorbed: set[int] = field(default_factory=set)
     cut: bool = False  # stopped by a bound, not by the report's end
+    title_lines: Optional[int] = None  # the title comes from this many first lines (None: all)
+
+    def keep(self, body: str, head: _Header) -> None:
+        """Append a line of the report, noting where the part its title comes from ends."""
+        if self.title_lines is None and _stops_title(body, head, len(self.lines)):
+            self.title_lines = len(self.lines)
+        self.lines.append(body)
+
+
+def _stops_title(body: str, head: _Header, seen: int) -> bool:
+    """Whether the title must come from the ``seen`` lines before ``body`` (syzkaller's report end)."""
+    if not head.ctx and any(msg in body for msg in table.INFO_WITH_STACK):
+        return True
+    least = next((n for marker, n in table.TITLE_STOP_MIN_LINES_BY_HEADER if marker in head.body),
+                 table.TITLE_STOP_MIN_LINES)
+    return seen >= least and _matches_any(table.TITLE_STOPS, body)
 
 
 @dataclass
@@ -210,7 +226,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
                 out.absorbed.add(start)
                 out.lines.extend(pending)
                 pending, ended = [], False
-                out.lines.append(body)
+                out.keep(body, head)
                 out.end = end
                 continue
             if hdr.oops.interrupts:
@@ -225,7 +241,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
             continue
         if not same_stream:
             continue
-        out.lines.append(body)
+        out.keep(body, head)
         size += len(body) + 1
         out.end = end
         if table.CPU_TRACEBACK in body:
@@ -265,7 +281,8 @@ def parse(text: str) -> list[CrashReport]:
         got = _collect(text, head, header_at)
         absorbed |= got.absorbed
         truncated = got.cut or got.end >= text_end
-        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated))
+        titled = None if got.title_lines is None else "\n".join(got.lines[:got.title_lines]) + "\n"
+        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated, titled))
     return sorted(reports, key=lambda r: r.ours)
 
 
@@ -277,10 +294,12 @@ def parse_bytes(data: bytes) -> list[CrashReport]:
 # ---------------------------------------------------------------- titles
 
 
-def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False) -> CrashReport:
-    title, alts, reason, fmt = describe(report, head.oops)
+def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False,
+           titled: Optional[str] = None) -> CrashReport:
+    """``titled``: the first part of ``report`` that the title comes from, when not all of it."""
+    title, alts, reason, fmt = describe(titled or report, head.oops)
     if not reason:
-        reason = _corruption(title, report, fmt)
+        reason = _corruption(title, titled or report, fmt)
     if not reason and truncated and _ends_mid_trace(report, fmt):
         reason = CORRUPTED_TRUNCATED
     kind = fmt.type if fmt is not None and fmt.type else head.oops.type
@@ -531,6 +550,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     starts = [rx(p) for p in table.STACK_STARTS]
+    optional = {rx(p) for p in table.OPTIONAL_STACK_STARTS}
     frame_re = rx(table.FRAME_LINE)
     has_stack = False
     for key in starts:
@@ -547,7 +567,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
             if "(stack is not available)" in ln or frame_re.search(ln):
                 found = has_stack = True
                 break
-        if not found:
+        if not found and key not in optional:
             return "no frames in a stack trace"
     return "" if has_stack else "no stack trace in report"
 

@@ -537,6 +537,22 @@ MAX_SCAN_CHARS = 2 * 1024 * 1024
 # Lines after which everything in the report is another CPU's business (NMI backtraces).
 CPU_TRACEBACK = r"Sending NMI from CPU"
 
+# syzkaller's corrupted-report rules that decide which part of a report its title comes from (the report
+# text itself keeps every line):
+# - messages that are no bug but print a stack of their own; met inside a report of a log without caller
+#   prefixes they may be another task's, so the title comes from the lines before them (their stack would
+#   name the wrong frame; a report left without frames is corrupted);
+INFO_WITH_STACK: tuple[str, ...] = (
+    "vmalloc: allocation failure:", "FAULT_INJECTION: forcing a failure", "FAULT_FLAG_ALLOW_RETRY missing",
+)
+# - after this many lines (the first included), these lines start the panic_on_warn panic or a lockdep splat
+#   the oops caused: their stacks are not the bug's (a report whose own stack was lost is corrupted).
+TITLE_STOPS: tuple[str, ...] = (r"Kernel panic - not syncing", r"WARNING: possible circular locking dependency detected")
+TITLE_STOP_MIN_LINES = 22
+TITLE_STOP_MIN_LINES_BY_HEADER: tuple[tuple[str, int], ...] = (("BUG: KMSAN:", 16),)  # KMSAN has fewer lines
+
+# riscv's show_regs() ends with this line when called from the kernel; the stack follows with no header.
+RISCV_STACK_START = r"status: [0-9a-f]{16} badaddr: [0-9a-f]{16} cause: [0-9a-f]{16}"
 # Lines that start a stack trace (a report that has one must show frames after it).
 STACK_STARTS: tuple[str, ...] = (
     r"Call (?:T|t)race",
@@ -547,7 +563,10 @@ STACK_STARTS: tuple[str, ...] = (
     r"[^k] backtrace(?: \(crc [0-9a-fA-F]*\))?:",  # "backtrace:" but not "stack backtrace:"
     r"Backtrace:",
     r"Uninit was stored to memory at",
+    RISCV_STACK_START,
 )
+# Stack starts that may have no frames after them without the report being corrupted.
+OPTIONAL_STACK_STARTS: tuple[str, ...] = (RISCV_STACK_START,)
 
 # A line holding one frame; group 1 is the function.  ARM32 prints "[<pc>] (func) from [<pc>] (caller+0x1/0x2)":
 # both functions are frames (groups 2 and 3; the first is only in LR otherwise).
