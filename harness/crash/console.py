@@ -11,7 +11,6 @@ frames and its text.  ``dedup`` groups reports that are the same bug.
 from __future__ import annotations
 
 import os.path
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Optional
@@ -101,33 +100,37 @@ def _oops_for(body: str) -> Optional[Oops]:
     return None
 
 
-@lru_cache(maxsize=None)
-def _anchor_search():
-    """(regex of the capitalised anchors, the other anchors) of MARKER_ANCHORS."""
-    upper = [a for a in table.MARKER_ANCHORS if a[0].isupper()]
-    return rx("|".join(re.escape(a) for a in upper)), tuple(a for a in table.MARKER_ANCHORS if not a[0].isupper())
+def _anchor_probes(text: str) -> list[tuple[str, str]]:
+    """(anchor, its rarest character in a sample of ``text``) for each of MARKER_ANCHORS; a text of
+    one chunk or less is not worth counting (any character of the anchor will do)."""
+    if len(text) <= table.MARKER_CHUNK:
+        return [(a, a[0]) for a in table.MARKER_ANCHORS]
+    slices, width = table.MARKER_SAMPLE
+    step = len(text) // slices
+    sample = text if step <= width else "".join(text[i:i + width] for i in range(0, len(text), step))
+    counts = {c: sample.count(c) for c in set("".join(table.MARKER_ANCHORS))}
+    return [(a, min(a, key=lambda c: (counts[c], c))) for a in table.MARKER_ANCHORS]
 
 
 def _marker_lines(text: str) -> list[tuple[int, int]]:
-    """(line start, offset of its first anchor) of every line that may hold a marker, in order;
-    each line is looked at once per pass (linear)."""
+    """(line start, offset of its first anchor) of every line that may hold a marker, in order.
+    Linear: a chunk is passed over by at most one memchr and one str.find per anchor, and after a
+    hit the search goes on from the next line."""
     first: dict[int, int] = {}
-
-    def hit(pos: int) -> int:  # records the line of pos; returns where the next search starts
-        start = text.rfind("\n", 0, pos) + 1
-        if pos < first.get(start, len(text)):
-            first[start] = pos
-        end = text.find("\n", pos)
-        return len(text) if end == -1 else end + 1
-
-    upper, lower = _anchor_search()
-    pos = 0
-    while (m := upper.search(text, pos)) is not None:
-        pos = hit(m.start())
-    for anchor in lower:
-        pos = text.find(anchor)
-        while pos != -1:
-            pos = text.find(anchor, hit(pos))
+    n, chunk = len(text), table.MARKER_CHUNK
+    for anchor, probe in _anchor_probes(text):
+        pos = 0
+        while pos < n:
+            stop = min(n, pos + chunk + len(anchor) - 1)  # every occurrence starting in this chunk
+            hit = text.find(anchor, pos, stop) if text.find(probe, pos, stop) != -1 else -1
+            if hit == -1:
+                pos += chunk
+                continue
+            start = text.rfind("\n", 0, hit) + 1
+            if hit < first.get(start, n):
+                first[start] = hit
+            end = text.find("\n", hit)
+            pos = n if end == -1 else end + 1
     return sorted(first.items())
 
 
