@@ -2,9 +2,11 @@
 
 Text output reads like a syzbot report (title, then the report with its stack
 decoded when --vmlinux is given); --format json gives
-{"crashes": [{"title", "alt_titles", "type", "corrupted", "corrupted_reason",
+{"crashes": [{"title", "alt_titles", "type", "subtype", "corrupted", "corrupted_reason",
 "guilty_file", "frames": [{"function", "offset", "file", "line", "inlined"}],
-"report"}]} with an empty list when the log holds no crash.
+"report"}]} with an empty list when the log holds no crash.  "subtype" is syzbot's finer
+type ("KASAN-USE-AFTER-FREE-WRITE"), "" when it has none.  Events that are no crash (type
+"OOM": the OOM killer ended a process) are listed too, after the crashes.
 """
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ frames and its text.  ``dedup`` groups reports that are the same bug.
 from __future__ import annotations
 
 import os.path
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Optional
 
 from harness.crash import oopses as table
+from harness.crash.demangle import demangle
 from harness.crash.oopses import STACK, Format, Oops, StackSpec, rx
 
 
@@ -100,33 +100,37 @@ def _oops_for(body: str) -> Optional[Oops]:
     return None
 
 
-@lru_cache(maxsize=None)
-def _anchor_search():
-    """(regex of the capitalised anchors, the other anchors) of MARKER_ANCHORS."""
-    upper = [a for a in table.MARKER_ANCHORS if a[0].isupper()]
-    return rx("|".join(re.escape(a) for a in upper)), tuple(a for a in table.MARKER_ANCHORS if not a[0].isupper())
+def _anchor_probes(text: str) -> list[tuple[str, str]]:
+    """(anchor, its rarest character in a sample of ``text``) for each of MARKER_ANCHORS; a text of
+    one chunk or less is not worth counting (any character of the anchor will do)."""
+    if len(text) <= table.MARKER_CHUNK:
+        return [(a, a[0]) for a in table.MARKER_ANCHORS]
+    slices, width = table.MARKER_SAMPLE
+    step = len(text) // slices
+    sample = text if step <= width else "".join(text[i:i + width] for i in range(0, len(text), step))
+    counts = {c: sample.count(c) for c in set("".join(table.MARKER_ANCHORS))}
+    return [(a, min(a, key=lambda c: (counts[c], c))) for a in table.MARKER_ANCHORS]
 
 
 def _marker_lines(text: str) -> list[tuple[int, int]]:
-    """(line start, offset of its first anchor) of every line that may hold a marker, in order;
-    each line is looked at once per pass (linear)."""
+    """(line start, offset of its first anchor) of every line that may hold a marker, in order.
+    Linear: a chunk is passed over by at most one memchr and one str.find per anchor, and after a
+    hit the search goes on from the next line."""
     first: dict[int, int] = {}
-
-    def hit(pos: int) -> int:  # records the line of pos; returns where the next search starts
-        start = text.rfind("\n", 0, pos) + 1
-        if pos < first.get(start, len(text)):
-            first[start] = pos
-        end = text.find("\n", pos)
-        return len(text) if end == -1 else end + 1
-
-    upper, lower = _anchor_search()
-    pos = 0
-    while (m := upper.search(text, pos)) is not None:
-        pos = hit(m.start())
-    for anchor in lower:
-        pos = text.find(anchor)
-        while pos != -1:
-            pos = text.find(anchor, hit(pos))
+    n, chunk = len(text), table.MARKER_CHUNK
+    for anchor, probe in _anchor_probes(text):
+        pos = 0
+        while pos < n:
+            stop = min(n, pos + chunk + len(anchor) - 1)  # every occurrence starting in this chunk
+            hit = text.find(anchor, pos, stop) if text.find(probe, pos, stop) != -1 else -1
+            if hit == -1:
+                pos += chunk
+                continue
+            start = text.rfind("\n", 0, hit) + 1
+            if hit < first.get(start, n):
+                first[start] = hit
+            end = text.find("\n", hit)
+            pos = n if end == -1 else end + 1
     return sorted(first.items())
 
 
@@ -170,6 +174,22 @@ class _Collected:
     end: int
     absorbed: set[int] = field(default_factory=set)
     cut: bool = False  # stopped by a bound, not by the report's end
+    title_lines: Optional[int] = None  # the title comes from this many first lines (None: all)
+
+    def keep(self, body: str, head: _Header) -> None:
+        """Append a line of the report, noting where the part its title comes from ends."""
+        if self.title_lines is None and _stops_title(body, head, len(self.lines)):
+            self.title_lines = len(self.lines)
+        self.lines.append(body)
+
+
+def _stops_title(body: str, head: _Header, seen: int) -> bool:
+    """Whether the title must come from the ``seen`` lines before ``body`` (syzkaller's report end)."""
+    if not head.ctx and any(msg in body for msg in table.INFO_WITH_STACK):
+        return True
+    least = next((n for marker, n in table.TITLE_STOP_MIN_LINES_BY_HEADER if marker in head.body),
+                 table.TITLE_STOP_MIN_LINES)
+    return seen >= least and _matches_any(table.TITLE_STOPS, body)
 
 
 @dataclass
@@ -209,7 +229,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
                 out.absorbed.add(start)
                 out.lines.extend(pending)
                 pending, ended = [], False
-                out.lines.append(body)
+                out.keep(body, head)
                 out.end = end
                 continue
             if hdr.oops.interrupts:
@@ -224,7 +244,7 @@ def _collect(text: str, head: _Header, header_at: dict[int, _Header]) -> _Collec
             continue
         if not same_stream:
             continue
-        out.lines.append(body)
+        out.keep(body, head)
         size += len(body) + 1
         out.end = end
         if table.CPU_TRACEBACK in body:
@@ -264,7 +284,8 @@ def parse(text: str) -> list[CrashReport]:
         got = _collect(text, head, header_at)
         absorbed |= got.absorbed
         truncated = got.cut or got.end >= text_end
-        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated))
+        titled = None if got.title_lines is None else "\n".join(got.lines[:got.title_lines]) + "\n"
+        reports.append(_build(head, "\n".join(got.lines) + "\n", head.start, got.end, truncated, titled))
     return sorted(reports, key=lambda r: r.ours)
 
 
@@ -276,10 +297,12 @@ def parse_bytes(data: bytes) -> list[CrashReport]:
 # ---------------------------------------------------------------- titles
 
 
-def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False) -> CrashReport:
-    title, alts, reason, fmt = describe(report, head.oops)
+def _build(head: _Header, report: str, start: int, end: int, truncated: bool = False,
+           titled: Optional[str] = None) -> CrashReport:
+    """``titled``: the first part of ``report`` that the title comes from, when not all of it."""
+    title, alts, reason, fmt = describe(titled or report, head.oops)
     if not reason:
-        reason = _corruption(title, report, fmt)
+        reason = _corruption(title, titled or report, fmt)
     if not reason and truncated and _ends_mid_trace(report, fmt):
         reason = CORRUPTED_TRUNCATED
     kind = fmt.type if fmt is not None and fmt.type else head.oops.type
@@ -409,8 +432,11 @@ def _add_frames(raw: list[str], match, skip) -> None:
     if match is None:
         return
     for group in match.groups():
-        if group is not None and not skip.search(group):
-            raw.append(group)
+        if group is None:
+            continue
+        name = demangle(group)  # syzkaller titles Rust/C++ frames by their demangled names
+        if not skip.search(name):
+            raw.append(name)
 
 
 def _extract_parts(parts: tuple[str, ...], extractor: str, text: str, skip) -> tuple[list[tuple[str, str]], bool]:
@@ -527,6 +553,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     starts = [rx(p) for p in table.STACK_STARTS]
+    optional = {rx(p) for p in table.OPTIONAL_STACK_STARTS}
     frame_re = rx(table.FRAME_LINE)
     has_stack = False
     for key in starts:
@@ -543,7 +570,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
             if "(stack is not available)" in ln or frame_re.search(ln):
                 found = has_stack = True
                 break
-        if not found:
+        if not found and key not in optional:
             return "no frames in a stack trace"
     return "" if has_stack else "no stack trace in report"
 
@@ -611,7 +638,7 @@ def parse_frame_line(line: str) -> Optional[Frame]:
         if m.group("q"):
             return None
         return Frame(
-            function=m.group("func"), offset=int(m.group("off"), 16), size=int(m.group("size"), 16),
+            function=demangle(m.group("func")), offset=int(m.group("off"), 16), size=int(m.group("size"), 16),
             module=m.group("mod"), address=int(m.group("addr"), 16) if m.group("addr") else None,
             file=m.group("file"), line=int(m.group("line")) if m.group("line") else None,
             exact=bool(m.group("rip")))

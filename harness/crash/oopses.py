@@ -48,6 +48,10 @@ WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN = "WARNING", "BUG", "KASAN", "K
 LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR = (
     "LOCKDEP", "HANG", "PANIC", "MEMORY-LEAK", "FS-ERROR", "IO-ERROR")
 SYZ_FAILURE, REBOOT = "SYZ-FAILURE", "REBOOT"  # the fuzzer's own failures; a reboot nobody asked for
+OOM = "OOM"  # the OOM killer ended a process: an event worth listing, not a kernel bug
+TYPES = (WARNING, BUG, KASAN, KFENCE, KMSAN, KCSAN, UBSAN, LOCKDEP, HANG, PANIC, MEMORY_LEAK, FS_ERROR, IO_ERROR,
+         SYZ_FAILURE, REBOOT, OOM)
+EVENT_TYPES = frozenset({OOM})  # reports of these types are events: no crash and no warning of a run
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,9 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"INFO: task .* can't die for more than .* seconds", "INFO: task can't die in {1}",
                alt=("hang in {1}",), stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("schedule",))),
         Format(r"INFO: (Freed|Allocated) in (.*)", "INFO: {1} in {2}", corrupted=True),
+        # The hung-task header cut short ("INFO: t", "INFO: task syz:12 blocked for more th"): no format of
+        # syzkaller's matches, so syzbot titles it by the line itself and does not call it corrupted.
+        Format(r"INFO: (t(?:a(?:s(?:k(?: [^\n]*)?)?)?)?)(?=\n|$)", "INFO: {1}", no_stack_trace=True),
         Format(r"INFO:[ \t]*(?:\n|$)", "INFO: corrupted", corrupted=True),
     ), suppressions=(
         r"INFO: lockdep is turned off", r"INFO: Stall ended before state dump start", r"INFO: NMI handler",
@@ -481,6 +488,13 @@ OOPSES: tuple[Oops, ...] = (
                no_stack_trace=True),
         Format(r"Buffer I/O error on dev ([^,\s]+)", "Buffer I/O error on dev {1}", no_stack_trace=True),
     ), max_lines=1, interrupts=False, ours=True),
+    # mm/oom_kill.c: "Out of memory: Killed process 123 (hog) total-vm:..." (global OOM; "Kill process ... or
+    # sacrifice child" then "Killed process ..." before 5.1) and "Memory cgroup out of memory: Killed process ...".
+    Oops("Killed process", OOM, (
+        Format(r"Memory cgroup out of memory: Killed process [0-9]+ \(([^)\n]{1,64})\)", "OOM kill: {1}",
+               alt=("OOM kill in a memory cgroup: {1}",), no_stack_trace=True),
+        Format(r"Killed process [0-9]+ \(([^)\n]{1,64})\)", "OOM kill: {1}", no_stack_trace=True),
+    ), header=r"Killed process [0-9]+ \(", max_lines=1, interrupts=False, ours=True),
     Oops("page dumped because", BUG, (
         Format(r"page dumped because: (.*)", "page dumped because: {1}", no_stack_trace=True),
     ), header=r"^page dumped because:", max_lines=1, interrupts=False, ours=True,
@@ -488,17 +502,20 @@ OOPSES: tuple[Oops, ...] = (
         yields_to=(r"kernel BUG at", r"WARNING:", r"BUG:", r"invalid opcode:")),
 )
 
-# Every Oops.marker contains one of these: a line is only looked at when it holds one.  Those that
-# start with a capital letter are found with one regex (capitals are rare, so the regex is fast);
-# the others with one str.find pass each (an alternation starting with common lowercase letters
-# is slow in ``re``).  Fewer anchors than markers: fewer passes over the log.
+# Every Oops.marker contains one of these: a line is only looked at when it holds one.  Each anchor is
+# searched with str.find, a chunk of MARKER_CHUNK characters at a time, and a chunk is skipped at once
+# when it lacks the anchor's rarest character in this log (one memchr): the common case in a log of
+# workload output, where most anchors' capitals never occur.  Fewer anchors than markers: fewer passes.
 MARKER_ANCHORS: tuple[str, ...] = (
     "BUG", "WARNING:", "INFO:", "LOCKUP", "VFS: ", "SYZF", "UBSAN:", "EXT4-fs ", "XFS", "Alignment trap:",
-    "Booting the kernel.", "Unable to handle kernel", "Kernel panic", "PANIC: double fault", "Internal error:",
-    "Unhandled fault:", "Buffer I/O error",
-    "protection fault", "segment: ", "panic", "error:", "divide_error:", "int3: ", "unregister_netdevice",
-    "opcode:", "page dumped",
+    "Booting the kernel.", "Unable to handle kernel", "Buffer I/O error", "Killed process",
+    "panic",  # Kernel panic, rust_kernel: panicked, trusty: panic
+    "fault",  # general protection fault, PANIC: double fault, Unhandled fault:
+    "error:",  # divide error:, divide_error:, Internal error:, fatal error:
+    "segment: ", "int3: ", "unregister_netdevice", "opcode:", "page dumped",
 )
+MARKER_CHUNK = 1 << 16
+MARKER_SAMPLE = (16, 1024)  # the rarest characters are counted in 16 evenly spread slices of 1 KB
 
 # First lines that never start a report of their own when they follow one
 # (within CONTINUATION_WINDOW lines of its end): they are part of it.
@@ -523,6 +540,22 @@ MAX_SCAN_CHARS = 2 * 1024 * 1024
 # Lines after which everything in the report is another CPU's business (NMI backtraces).
 CPU_TRACEBACK = r"Sending NMI from CPU"
 
+# syzkaller's corrupted-report rules that decide which part of a report its title comes from (the report
+# text itself keeps every line):
+# - messages that are no bug but print a stack of their own; met inside a report of a log without caller
+#   prefixes they may be another task's, so the title comes from the lines before them (their stack would
+#   name the wrong frame; a report left without frames is corrupted);
+INFO_WITH_STACK: tuple[str, ...] = (
+    "vmalloc: allocation failure:", "FAULT_INJECTION: forcing a failure", "FAULT_FLAG_ALLOW_RETRY missing",
+)
+# - after this many lines (the first included), these lines start the panic_on_warn panic or a lockdep splat
+#   the oops caused: their stacks are not the bug's (a report whose own stack was lost is corrupted).
+TITLE_STOPS: tuple[str, ...] = (r"Kernel panic - not syncing", r"WARNING: possible circular locking dependency detected")
+TITLE_STOP_MIN_LINES = 22
+TITLE_STOP_MIN_LINES_BY_HEADER: tuple[tuple[str, int], ...] = (("BUG: KMSAN:", 16),)  # KMSAN has fewer lines
+
+# riscv's show_regs() ends with this line when called from the kernel; the stack follows with no header.
+RISCV_STACK_START = r"status: [0-9a-f]{16} badaddr: [0-9a-f]{16} cause: [0-9a-f]{16}"
 # Lines that start a stack trace (a report that has one must show frames after it).
 STACK_STARTS: tuple[str, ...] = (
     r"Call (?:T|t)race",
@@ -533,7 +566,10 @@ STACK_STARTS: tuple[str, ...] = (
     r"[^k] backtrace(?: \(crc [0-9a-fA-F]*\))?:",  # "backtrace:" but not "stack backtrace:"
     r"Backtrace:",
     r"Uninit was stored to memory at",
+    RISCV_STACK_START,
 )
+# Stack starts that may have no frames after them without the report being corrupted.
+OPTIONAL_STACK_STARTS: tuple[str, ...] = (RISCV_STACK_START,)
 
 # A line holding one frame; group 1 is the function.  ARM32 prints "[<pc>] (func) from [<pc>] (caller+0x1/0x2)":
 # both functions are frames (groups 2 and 3; the first is only in LR otherwise).

@@ -39,6 +39,7 @@ def crash_json(rep: CrashReport) -> dict:
         "title": rep.title,
         "alt_titles": rep.alt_titles,
         "type": rep.type,
+        "subtype": rep.subtype,
         "corrupted": rep.corrupted,
         "corrupted_reason": rep.corrupted_reason,
         "guilty_file": rep.guilty_file,
@@ -59,7 +60,8 @@ def render_text(reports: list[CrashReport]) -> str:
     parts = []
     for i, (rep, count) in enumerate(groups, 1):
         seen = f" (seen {count} times)" if count > 1 else ""
-        lines = [f"==== crash {i}/{len(groups)}: {rep.title}{seen}", f"type: {rep.type}"]
+        kind = f"{rep.type} ({rep.subtype})" if rep.subtype else rep.type
+        lines = [f"==== crash {i}/{len(groups)}: {rep.title}{seen}", f"type: {kind}"]
         if rep.guilty_file:
             lines.append(f"guilty file: {rep.guilty_file}")
         if rep.corrupted:

@@ -161,7 +161,7 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     except (VMError, HarnessError) as exc:
         text = vm.console_text()
         reports = console.parse(text)
-        res.titles = [r.title for r in reports]
+        res.titles = [r.title for r in reports if not oracle.is_event(r)]
         crashes = [r.title for r in reports if r.type in oracle.CRASH_TYPES]
         if crashes:
             res.kind, res.outcome = "CRASH", "+".join(f"CRASH({t})" for t in crashes)

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from harness.crash.oopses import (BUG, EVENT_TYPES, FS_ERROR, HANG, IO_ERROR, KASAN, KCSAN, KFENCE, KMSAN,
+                                  LOCKDEP, MEMORY_LEAK, PANIC, REBOOT, SYZ_FAILURE, UBSAN, WARNING)
+
 TABLE = Path(__file__).resolve().parent / "data" / "oracle.tsv"
 
 # errno numbers with two names: the one kernel developers say wins.
@@ -21,8 +24,17 @@ ERRNO_PREFERRED = {errno_mod.EOPNOTSUPP: "EOPNOTSUPP", errno_mod.EAGAIN: "EAGAIN
 def errno_name(num: int) -> str:
     return ERRNO_PREFERRED.get(num) or errno_mod.errorcode.get(num, str(num))
 
-# Crash-report types that count as a crash (the rest of the parser's reports are warnings).
-CRASH_TYPES = {"BUG", "PANIC", "KASAN", "KFENCE", "KMSAN", "UBSAN", "HANG"}
+# Each type the crash parser gives is a crash, a warning or an event for a pin run (a unit test checks that
+# every type is in exactly one of these).  An unexpected reboot and a KCSAN data race are crashes; lockdep,
+# kmemleak, file-system/I-O errors and the fuzzer's own failures are warnings, as a WARNING is; an OOM kill
+# is an event: listed in reports.txt, no facet of the outcome.
+CRASH_TYPES = frozenset({BUG, PANIC, KASAN, KFENCE, KMSAN, KCSAN, UBSAN, HANG, REBOOT})
+WARNING_TYPES = frozenset({WARNING, LOCKDEP, MEMORY_LEAK, FS_ERROR, IO_ERROR, SYZ_FAILURE})
+
+
+def is_event(report) -> bool:
+    """An event such as an OOM kill: no crash, no warning."""
+    return str(report.type).upper() in EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class Outcome:
 
 def classify(run, reports: Sequence) -> Outcome:
     """Outcome of a WorkloadRun given the crash reports parsed from its console."""
-    titles = tuple(dict.fromkeys(r.title for r in reports))
+    titles = tuple(dict.fromkeys(r.title for r in reports if not is_event(r)))
     crashes = tuple(dict.fromkeys(r.title for r in reports if str(r.type).upper() in CRASH_TYPES))
     pins = run.pins or {}
     leak = 0

@@ -30,8 +30,8 @@ def frame_text(frame: Frame) -> str:
 
 def record(rep: CrashReport) -> dict:
     data = {k: v for k, v in crash_json(rep).items() if k not in ("frames", "report")}
-    if rep.subtype:  # absent: syzbot has no finer type for it
-        data["subtype"] = rep.subtype
+    if not rep.subtype:  # absent: syzbot has no finer type for it
+        del data["subtype"]
     data.update(start=rep.start, end=rep.end, report_lines=rep.report.count("\n"),
                 frames=[frame_text(f) for f in rep.frames])
     return data

@@ -126,3 +126,12 @@ def test_uses_a_guest(vm):
     result = pytester.runpytest("-p", "harness.pytest_plugin", "--require-vm")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*--require-vm: 1 VM tests ran, none skipped*"])
+
+
+def test_an_oom_kill_fails_no_test_but_a_warning_does():
+    from harness.pytest_plugin import kernel_problems
+
+    golden = Path(__file__).resolve().parent.parent / "golden" / "console"
+    assert kernel_problems((golden / "oom-kill-global-and-memcg.log").read_text()) == []
+    warn = (golden / "syzbot-warning-ext4_dirty_folio.log").read_text()
+    assert kernel_problems(warn) == ["WARNING in ext4_dirty_folio"]

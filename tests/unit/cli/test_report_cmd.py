@@ -21,8 +21,9 @@ def test_json_shape(capsys):
     assert code == 0 and err == ""
     data = json.loads(out)
     (crash,) = data["crashes"]
-    assert set(crash) == {"title", "alt_titles", "type", "corrupted", "corrupted_reason", "guilty_file",
+    assert set(crash) == {"title", "alt_titles", "type", "subtype", "corrupted", "corrupted_reason", "guilty_file",
                           "frames", "report"}
+    assert crash["subtype"] == ""  # syzbot has no finer type for a WARNING
     assert crash["title"] == "WARNING in ext4_dirty_folio"
     assert crash["frames"][0] == {"function": "ext4_dirty_folio", "offset": 0xf4, "file": "fs/ext4/inode.c",
                                   "line": 3600, "inlined": False}
@@ -74,3 +75,23 @@ def test_binary_garbage_log_from_stdin():
                           cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"crashes": []}
+
+
+def test_oom_kills_are_listed_as_events(capsys):
+    log = GOLDEN / "oom-kill-global-and-memcg.log"
+    code, out, _ = run(capsys, "--format", "json", log)
+    crashes = json.loads(out)["crashes"]
+    assert code == 0 and [(c["title"], c["type"]) for c in crashes] == [
+        ("OOM kill: hog", "OOM"), ("OOM kill: memhog", "OOM")]
+    code, out, _ = run(capsys, log)
+    assert "==== crash 1/2: OOM kill: hog" in out and "type: OOM" in out
+    assert "Out of memory: Killed process 412 (hog)" in out
+
+
+def test_text_and_json_show_syzbots_subtype(capsys):
+    log = GOLDEN / "kasan-old-null-ptr-deref-on-address.log"
+    code, out, _ = run(capsys, "--format", "json", log)
+    (crash,) = json.loads(out)["crashes"]
+    assert code == 0 and crash["subtype"] == "KASAN-NULL-PTR-DEREF-READ"
+    code, out, _ = run(capsys, log)
+    assert "type: KASAN (KASAN-NULL-PTR-DEREF-READ)" in out

@@ -265,3 +265,27 @@ def test_parse_bytes_tolerates_undecodable_bytes():
 def test_every_oops_kind_has_a_type_and_formats():
     for oops in oopses.OOPSES:
         assert oops.marker and oops.type and oops.formats
+
+
+def test_title_text_ends_at_a_late_panic_but_the_report_keeps_it():
+    import golden_console as golden
+
+    text, _ = golden.load("corrupted-warning-stack-lost-then-panic")
+    [rep] = parse(text)
+    assert (rep.title, rep.corrupted_reason) == ("WARNING in ext4_dirty_folio", "no stack trace in report")
+    assert "Kernel panic - not syncing" in rep.report and "check_panic_on_warn" in rep.report
+    # An early panic (fewer than 22 lines in) is part of the title text: its stack counts.
+    short = "\n".join(line for line in text.splitlines() if "softirqs" not in line and "DR" not in line)
+    [rep] = parse(short)
+    assert not rep.corrupted
+
+
+def test_info_messages_with_stacks_cut_the_title_text_only_without_caller_prefixes():
+    import golden_console as golden
+
+    text, _ = golden.load("corrupted-vmalloc-failure-inside-report")
+    [rep] = parse(text)
+    assert rep.corrupted and rep.title.endswith(" in corrupted")
+    prefixed = "\n".join(f"[T7] {line.split('] ', 1)[1]}" for line in text.splitlines())
+    [rep] = parse(prefixed)
+    assert rep.title == "BUG: unable to handle kernel paging request in kvm_dirty_ring_alloc"

@@ -70,3 +70,21 @@ def test_a_log_of_headers_is_parsed_once_per_line():
 def test_every_marker_holds_an_anchor():
     # Lines are only looked at when they hold an anchor: a marker without one would never be found.
     assert all(any(a in o.marker for a in oopses.MARKER_ANCHORS) for o in oopses.OOPSES)
+
+
+def test_marker_lines_finds_anchors_across_chunk_edges_and_outside_the_sample():
+    from harness.crash.console import _marker_lines
+
+    chunk = oopses.MARKER_CHUNK
+    warn = "WARNING: CPU: 0 PID: 1 at fs/ext4/inode.c:3606 ext4_dirty_folio+0x5d/0x70\n"
+    for cut in (1, 3, len("WARNING:") - 1):  # the anchor straddles the end of the first chunk
+        pad = "x" * (chunk - cut - 1) + "\n"
+        text = pad + warn + "y" * (3 * chunk) + "\n"
+        assert _marker_lines(text) == [(len(pad), len(pad))]
+    # 'W' never occurs in the sampled slices, only in one line between them
+    step = 8 * chunk
+    text = ("a" * (step - 1) + "\n") * 4 + warn + ("a" * (step - 1) + "\n") * 12
+    [(start, at)] = _marker_lines(text)
+    assert text[start:].startswith("WARNING:") and at == start
+    [rep] = parse(text)
+    assert rep.type == "WARNING" and rep.start == start

@@ -120,3 +120,26 @@ def test_mglru_default_changes_the_expectation_for_long_term_pins():
     for w in ("vfio", "rdma", "af_xdp"):
         assert oracle.expectation((6, 1, 0), w, "ext4", ("bh-fill", "reclaim"), config=debian61).bug
         assert oracle.expectation((6, 1, 0), w, "ext4", ("bh-fill", "reclaim"), config=built).expect == "CLEAN"
+
+
+def test_every_report_type_is_a_crash_a_warning_or_an_event():
+    from harness.crash import oopses
+
+    emitted = {o.type for o in oopses.OOPSES} | {f.type for o in oopses.OOPSES for f in o.formats if f.type}
+    assert emitted <= set(oopses.TYPES)
+    kinds = [oracle.CRASH_TYPES, oracle.WARNING_TYPES, oopses.EVENT_TYPES]
+    assert set().union(*kinds) == set(oopses.TYPES)
+    assert sum(len(k) for k in kinds) == len(oopses.TYPES)  # each type in exactly one
+
+
+def test_an_oom_kill_is_neither_crash_nor_warning():
+    out = oracle.classify(_run(), [R("OOM kill: hog", "OOM")])
+    assert (out.kind, out.titles, out.crash_titles) == ("CLEAN", (), ())
+    both = oracle.classify(_run(), [R("OOM kill: hog", "OOM"), R("WARNING in ext4_dirty_folio", "WARNING")])
+    assert both.kind == "WARNING" and both.titles == ("WARNING in ext4_dirty_folio",)
+    assert str(both) == "WARNING(WARNING in ext4_dirty_folio)"
+
+
+def test_an_unexpected_reboot_is_a_crash():
+    out = oracle.classify(_run(), [R("unexpected kernel reboot", "REBOOT")])
+    assert out.kind == "CRASH" and out.crash_titles == ("unexpected kernel reboot",)
