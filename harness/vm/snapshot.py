@@ -40,7 +40,8 @@ from harness.vm.qemu import Machine, QemuConfig, build_argv, drive_args
 
 SNAPSHOT_FORMAT = 2  # bump when what a snapshot holds changes
 HOTPLUG_PORTS = 6  # empty pcie-root-ports saved with the guest: at most this many per-test disks
-KEEP = 12  # snapshots kept in the cache (the least recently used go first): ~100 MiB each
+KEEP = 16  # snapshots kept in the cache (the least recently used go first): 50-100 MiB each; the default
+# matrix uses 9 (3 kernels x 3 VM configurations)
 MIGRATE_TIMEOUT = 120.0
 MIGRATE_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default cap (32 MiB/s) would make saving take seconds
 KEY_WORD = "pinharness.key="
