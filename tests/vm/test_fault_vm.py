@@ -261,7 +261,7 @@ def test_harness_stopped_by_a_signal(tmp_path, accel, sig, stage):
     wait_until(lambda: not qemus_on(out), 10, "the run's QEMU to go")
     first = json.loads((out / FIRST / "cell.json").read_text())
     assert first["status"] not in ("ERROR", "SKIP"), first
-    assert (out / FIRST / "vm" / "console.log").exists()
+    assert (out / FIRST / "vm" / "console.log").exists() and (out / SECOND / "vm" / "console.log").exists()
     if signum != signal.SIGKILL:
         results = json.loads((out / "results.json").read_text())
         assert [c["cell"]["fs"] for c in results["cells"]] == ["ext4"], results["cells"]

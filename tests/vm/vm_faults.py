@@ -82,8 +82,9 @@ def file_text(path: Path) -> str:
 
 def harness(args: Sequence[str], stderr: Path, env: Optional[dict] = None, cwd: Path = REPO) -> subprocess.Popen:
     """``python -m harness ARGS`` as a child, its stderr (the harness's messages) into a file."""
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=stderr.open("wb"), env={**os.environ, **(env or {})})
+    with stderr.open("wb") as err:  # the child has its own copy
+        return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=err, env={**os.environ, **(env or {})})
 
 
 SIG_MARKER = b"~Module signature appended~\n"
