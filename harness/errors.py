@@ -14,6 +14,13 @@ class HarnessError(Exception):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancelling a job, `kill`): unwinds like Ctrl-C, so guests are reaped, temporary
+    files removed and the results of the cells that finished written."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+
+
 class ToolMissing(HarnessError):
     pass
 

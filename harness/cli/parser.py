@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 from typing import Optional, Sequence
 
-from harness.errors import HarnessError, NoSpace, is_enospc
+from harness.errors import HarnessError, NoSpace, Terminated, is_enospc
 
 # command name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set a handler
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args._run(args) or 0)
+    except Terminated as exc:
+        print("pinharness: terminated (SIGTERM)", file=sys.stderr)
+        return exc.exit_code
     except HarnessError as exc:
         print(f"pinharness: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -64,6 +71,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("pinharness: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -132,6 +132,17 @@ def remove(path: Path) -> None:
             path.unlink()
 
 
+def adopt(path: Path, verify: Verify) -> None:
+    """Stamp ``path``, written complete (by a rename) before artifacts were stamped, when ``verify``
+    finds nothing wrong with it; an artifact already stamped, or one that fails, is left alone."""
+    with artifact_lock(path):
+        if path.exists() and not stamp_path(path).exists() and verify(path) is None:
+            stamp = Stamp.of(path)
+            record = temp_path(stamp_path(path))
+            record.write_text(json.dumps(asdict(Stamp(stamp.size, stamp.sha256, fingerprint(path)))))
+            os.rename(record, stamp_path(path))
+
+
 @contextlib.contextmanager
 def artifact_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold ``path``'s build lock (flock on NAME.lock); CacheLocked after ``timeout`` s of waiting."""

@@ -41,13 +41,23 @@ def oom_kills(console: str) -> list[OomKill]:
     return [OomKill(int(m.group(1)), m.group(2), m.group(0).strip()) for m in OOM_KILL.finditer(console)]
 
 
+# The first line of a kernel report that kills the task it interrupts (an oops without panic_on_oops
+# ends the task with SIGKILL or SIGSEGV): x86 and arm64 page faults, GPFs, BUG()s, oopses.
+KERNEL_OOPS = re.compile(r"(?:BUG: (?:kernel NULL pointer dereference|unable to handle)|Oops: |"
+                         r"general protection fault|kernel BUG at |Unable to handle kernel |Internal error: )"
+                         r"[^\r\n]*")
+
+
 def killed_message(base: str, console_since: str) -> str:
-    """``base`` ("... was killed by SIGKILL"), plus the OOM kill that explains it when the console has one."""
+    """``base`` ("... was killed by SIGKILL"), plus what explains it when the console has one: the OOM
+    kill, else the kernel oops the command's task died of."""
     kills = oom_kills(console_since)
-    if not kills:
-        return base
-    line = kills[-1].line
-    return f"{base}: {line[:200]}"
+    if kills:
+        return f"{base}: {kills[-1].line[:200]}"
+    oops = KERNEL_OOPS.search(console_since)
+    if oops:
+        return f"{base}: the kernel oopsed: {oops.group(0).strip()[:200]}"
+    return base
 
 
 def stall_error(symptom: str, run_state: Optional[str], silent_for: float, last_lines: Sequence[str]) -> VMError:

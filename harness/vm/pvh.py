@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import lzma
-import os
 import subprocess
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from harness.vm import cache
 from harness.vm.host import Paths, which
 
 SETUP_SECTS = 0x1F1
@@ -63,8 +64,18 @@ def has_pvh_note(path: Path) -> bool:
     return False
 
 
-def pvh_vmlinux(image: Path, paths: Paths) -> Optional[Path]:
-    """The PVH-bootable vmlinux of ``image`` (extracted once, cached by the image's hash), or None."""
+class _NoPVH(Exception):
+    """The bzImage holds no vmlinux QEMU can boot through PVH."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pvh_vmlinux(image: Path, paths: Paths, log: Callable[[str], None] = _say) -> Optional[Path]:
+    """The PVH-bootable vmlinux of ``image`` (extracted once, cached by the image's hash), or None.
+    Written, stamped and locked as a cached artifact: two processes extract it once, and a damaged
+    one is extracted again."""
     try:
         raw = Path(image).read_bytes()
     except OSError:  # not ours to name: the image check before boot says what is wrong with it
@@ -74,19 +85,24 @@ def pvh_vmlinux(image: Path, paths: Paths) -> Optional[Path]:
     digest = hashlib.sha256(raw).hexdigest()[:16]
     out = paths.sub("pvh") / f"{digest}.vmlinux"
     no = out.with_suffix(".none")  # remembered: this kernel has no usable vmlinux
-    if out.exists():
-        return out
     if no.exists():
         return None
-    elf = decompress(payload(raw)) if len(raw) > PAYLOAD_LENGTH + 4 else None
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+
+    def extract(tmp: Path) -> None:
+        elf = decompress(payload(raw)) if len(raw) > PAYLOAD_LENGTH + 4 else None
+        if not elf or elf[:4] != b"\x7fELF":
+            raise _NoPVH()
+        tmp.write_bytes(elf)
+        if not has_pvh_note(tmp):
+            raise _NoPVH()
+
+    def verify(path: Path) -> Optional[str]:
+        return None if has_pvh_note(path) else "not an ELF with a PVH note"
+
+    if out.exists() and not cache.stamp_path(out).exists():
+        cache.adopt(out, verify)  # one extracted before the stamps: keep it (snapshots name it by its mtime)
     try:
-        if elf and elf[:4] == b"\x7fELF":
-            tmp.write_bytes(elf)
-            if has_pvh_note(tmp):
-                tmp.rename(out)
-                return out
+        return cache.atomic_artifact(out, extract, log=log)
+    except _NoPVH:
         no.touch()
         return None
-    finally:
-        tmp.unlink(missing_ok=True)

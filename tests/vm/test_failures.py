@@ -8,38 +8,27 @@ import pytest
 
 from harness.errors import BootTimeout, CommandTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied
 from harness.vm.qemu import kvm_usable_device
-from harness.vm.vm import VM, VMOptions, pick_accel
+from harness.vm.vm import pick_accel
+from vm_faults import boot_vm as _vm, close_and_check, gone as _gone
 
 pytestmark = pytest.mark.vm
 
 
-def _vm(ph_session, kernel, guest_image, tmp_path, **opts) -> VM:
-    options = VMOptions(accel=ph_session.config.getoption("--accel"), **opts)
-    return VM(kernel, guest_image, ph_session.paths, tmp_path / "vm", options, accel=ph_session.accel_for(kernel),
-              log=lambda s: None)
-
-
-def _gone(pid: int) -> bool:
-    """True when no process (not even a zombie) with this pid is left."""
-    return not os.path.exists(f"/proc/{pid}")
-
-
+@pytest.mark.fault
 def test_panic_is_named_and_qemu_reaped(ph_session, kernel, guest_image, tmp_path):
     vm = _vm(ph_session, kernel, guest_image, tmp_path).boot()
-    pid = vm.machine.child.pid
     t0 = time.monotonic()
     with pytest.raises(GuestPanic, match="sysrq triggered crash|Fatal exception|panic"):
         vm.run("echo c > /proc/sysrq-trigger", timeout=60)
-    vm.close()
     assert time.monotonic() - t0 < 60
-    assert _gone(pid)
+    close_and_check(vm)
     log = (tmp_path / "vm" / "console.log").read_text(errors="replace")
     assert "Kernel panic - not syncing" in log
 
 
+@pytest.mark.fault
 def test_hang_is_named(ph_session, kernel, guest_image, tmp_path):
     vm = _vm(ph_session, kernel, guest_image, tmp_path).boot()
-    pid = vm.machine.child.pid
     # Starve every user process: an RT busy loop with RT throttling off on the only vCPU
     # (and, from 6.12, the fair-class deadline server that would still feed sshd switched off).
     vm.run("echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
@@ -49,12 +38,11 @@ def test_hang_is_named(ph_session, kernel, guest_image, tmp_path):
     with pytest.raises(GuestHang, match="stopped answering"):
         vm.run("setsid chrt -f 99 sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & sleep 1; "
                "echo still here", timeout=15)
-    vm.close()
     assert time.monotonic() - t0 < 60
-    assert _gone(pid)
-    assert (tmp_path / "vm" / "console.log").exists()
+    close_and_check(vm)  # a hung guest closes in <= 5 s
 
 
+@pytest.mark.fault
 def test_killed_qemu_is_named(ph_session, kernel, guest_image, tmp_path):
     vm = _vm(ph_session, kernel, guest_image, tmp_path).boot()
     pid = vm.machine.child.pid
@@ -62,9 +50,8 @@ def test_killed_qemu_is_named(ph_session, kernel, guest_image, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(QemuDied, match="QEMU exited"):
         vm.run("sleep 30", timeout=60)
-    vm.close()
     assert time.monotonic() - t0 < 30
-    assert _gone(pid)
+    close_and_check(vm)
     assert "PINHARNESS-READY" in (tmp_path / "vm" / "console.log").read_text(errors="replace")
 
 

@@ -383,6 +383,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
                            "(device_wrote_B 0); see workload-console.log")
     stress.check_while_held(result, name)
     # Verify what reached the disk: write back, drop the whole page cache by a remount, read with O_DIRECT.
+    vm.mark(f"workload {name}: verify")  # the console says which step a stop or a crash came in
     vm.run(remount_command(fs, device, mountpoint), timeout=120, check=True)
     verify = _parse_json_line(vm.run(verify_command(f"{GUEST_DIR}/{name}", file, pages), timeout=120).stdout,
                               f"verify of {name}")

@@ -4,7 +4,10 @@ names are checked before any setup; `boot` keeps stdout for guest output; a fail
 leaves no ph-* directory; ENOSPC anywhere is one line, never a traceback."""
 import errno
 import json
+import os
+import signal
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +94,34 @@ def test_stopped_run_keeps_finished_cells_and_no_scratch_images(tmp_path, monkey
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pinharness: ")
     if isinstance(exc, OSError):  # a raw ENOSPC from a cell's own files names the results directory
         assert f"no space left in {out}" in err
+
+
+class SigtermSelf(Exception):
+    """Stands for `kill PID` arriving while a cell runs (failing_run_cell raises it: we send SIGTERM)."""
+
+
+def test_sigterm_mid_run_unwinds_like_ctrl_c(tmp_path, monkeypatch, capsys):
+    ran, calls = [], []
+    fake_setup(monkeypatch, calls)
+    inner = failing_run_cell(2, SigtermSelf(), ran)
+
+    def run_cell(*args, **kw):
+        try:
+            return inner(*args, **kw)
+        except SigtermSelf:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+            time.sleep(5)
+            raise AssertionError("SIGTERM did not interrupt the cell")
+    monkeypatch.setattr(run_cmd, "run_cell", run_cell)
+    out = tmp_path / "out"
+    previous = signal.getsignal(signal.SIGTERM)
+    assert cli.main(RUN + ["--out", str(out)]) == 143
+    assert signal.getsignal(signal.SIGTERM) is previous  # restored for whoever called main()
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["cells"]) == 1 and doc["interrupted"] == "Terminated"
+    assert list(out.rglob("*.img")) == []
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "pinharness: terminated (SIGTERM)" and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv,what", [

@@ -166,6 +166,35 @@ def test_oom_killed_command_names_the_oom_kill(tmp_path, later):
     assert "killed by SIGKILL" in msg and "Out of memory: Killed process 1234 (hog)" in msg and "\n" not in msg
 
 
+GPF = "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] SMP"
+OOPS_CONSOLE = ("[   31.2] BUG: kernel NULL pointer dereference, address: 0000000000000010\n"
+                "[   31.2] #PF: supervisor instruction fetch in kernel mode\n"
+                "[   31.2] Oops: 0010 [#1] PREEMPT SMP NOPTI\n")
+
+
+@pytest.mark.parametrize("text,cause", [
+    (OOPS_CONSOLE, "the kernel oopsed: BUG: kernel NULL pointer dereference, address: 0000000000000010"),
+    (f"[ 5.0] {GPF}\n", f"the kernel oopsed: {GPF}"),
+    ("[ 5.0] kernel BUG at mm/filemap.c:1530!\n[ 5.0] invalid opcode: 0000 [#1]\n",
+     "the kernel oopsed: kernel BUG at mm/filemap.c:1530!"),
+    (OOPS_CONSOLE + OOM_LINE + "\n", OOM_LINE[:200]),  # the OOM kill is the command's own cause
+    ("[ 5.0] BUG: workqueue lockup - pool cpus=0\n", None),  # not a report that kills the task
+    ("", None),
+])
+def test_killed_message_names_the_oops_or_the_oom_kill(text, cause):
+    msg = diagnose.killed_message("guest command 'x' was killed by SIGKILL", text)
+    assert msg == "guest command 'x' was killed by SIGKILL" + (f": {cause}" if cause else "")
+
+
+def test_command_killed_by_an_oops_names_it(tmp_path):
+    console = FakeConsole("boot\n")
+    vm = fake_vm(tmp_path, FakeMachine(console=console),
+                 FakeGuest(CommandKilled("guest command 'insmod x.ko' was killed by SIGKILL", "SIGKILL"), console,
+                           prints=OOPS_CONSOLE))
+    with pytest.raises(CommandKilled, match="killed by SIGKILL: the kernel oopsed: BUG: kernel NULL pointer"):
+        vm.run("insmod x.ko")
+
+
 def test_signal_without_oom_is_named_without_waiting(tmp_path):
     vm = fake_vm(tmp_path, FakeMachine(console=FakeConsole("boot\n")),
                  FakeGuest(CommandKilled("guest command 'x' was killed by SIGTERM", "SIGTERM")))
