@@ -203,9 +203,11 @@ def run(args: argparse.Namespace) -> int:
                     done.append(one(i, cell))
             else:  # each worker thread boots, uses and reaps its own guest
                 pool = ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="cell")
-                futures = {pool.submit(one, i, cell): i for i, cell in enumerate(matrix, 1)}
+                futures: dict = {}
                 finished: dict[int, CellResult] = {}
-                try:
+                try:  # submitting too: a signal can come while the first cells already run
+                    for i, cell in enumerate(matrix, 1):
+                        futures[pool.submit(one, i, cell)] = i
                     for fut in as_completed(futures):
                         finished[futures[fut]] = fut.result()
                 except BaseException:  # Ctrl-C or an error: no new cells; the running ones end (their guests

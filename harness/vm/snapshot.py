@@ -242,12 +242,12 @@ def ensure(p: Plan, cfg: QemuConfig, ready: Callable[[Machine], None], sockdir: 
     if p.unsupported_marker.exists():
         raise SnapshotError(f"this guest configuration cannot be snapshotted "
                             f"({p.unsupported_marker.read_text().strip()})")
-    if cache.problem(p.directory) is not None:
+    def build_it(tmp: Path) -> None:  # only the process that builds it says so (another one waits, then reuses it)
         log(f"pinharness: saving a snapshot of this guest for later runs ({p.digest[:12]})")
+        build(tmp, cfg, ready, sockdir, log, keep_console=cfg.console_log, log_channel=log_channel)
+
     try:
-        directory = cache.atomic_artifact(
-            p.directory, lambda tmp: build(tmp, cfg, ready, sockdir, log, keep_console=cfg.console_log,
-                                     log_channel=log_channel), log=log)
+        directory = cache.atomic_artifact(p.directory, build_it, log=log)
     except Unsupported as exc:  # QEMU cannot migrate this device configuration: do not try again
         p.unsupported_marker.write_text(str(exc) + "\n")
         raise

@@ -100,7 +100,8 @@ class SigtermSelf(Exception):
     """Stands for `kill PID` arriving while a cell runs (failing_run_cell raises it: we send SIGTERM)."""
 
 
-def test_sigterm_mid_run_unwinds_like_ctrl_c(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_mid_run_unwinds_like_ctrl_c(tmp_path, monkeypatch, capsys, jobs):
     ran, calls = [], []
     fake_setup(monkeypatch, calls)
     inner = failing_run_cell(2, SigtermSelf(), ran)
@@ -115,7 +116,7 @@ def test_sigterm_mid_run_unwinds_like_ctrl_c(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run_cmd, "run_cell", run_cell)
     out = tmp_path / "out"
     previous = signal.getsignal(signal.SIGTERM)
-    assert cli.main(RUN + ["--out", str(out)]) == 143
+    assert cli.main(RUN + ["--out", str(out), "--jobs", str(jobs)]) == 143
     assert signal.getsignal(signal.SIGTERM) is previous  # restored for whoever called main()
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["cells"]) == 1 and doc["interrupted"] == "Terminated"
