@@ -315,7 +315,7 @@ def settle_command(serials: Sequence[str], pci_ids: Sequence[str], seed: bytes, 
             "[ \"$x\" = $want ] && return 0; done; return 1; }; "
             "has_pci() { local d v p; for d in /sys/bus/pci/devices/*; do read -r v < $d/vendor; read -r p < $d/device; "
             "[ $v:$p = $1 ] && return 0; done; return 1; }; "
-            f"for i in $(seq 200); do ok=1; {'; '.join(f'{c} || ok=' for c in checks) or ':'}; "
+            f"for ((i = 0; i < 200; i++)); do ok=1; {'; '.join(f'{c} || ok=' for c in checks) or ':'}; "
             "[ -n \"$ok\" ] && break; sleep 0.05; done; "
             f"echo {seed.hex()} > /dev/urandom; date -s @{now:.3f} >/dev/null; [ -n \"$ok\" ]")
 
