@@ -204,7 +204,7 @@ def test_qemu_killed_mid_command_is_named(ph_session, kernel, guest_image, tmp_p
 KERNEL = "debian:6.1"  # one kernel for the harness-level trials (the cells' run time is theirs)
 FIRST, SECOND = "debian-6.1-odirect-ext4-reclaim", "debian-6.1-odirect-xfs-reclaim"
 RUN = ["run", "--kernel", KERNEL, "--workload", "odirect", "--fs", "ext4,xfs", "--confirm", "0",
-       "--confirm-known", "0"]
+       "--confirm-known", "0", "--jobs", "1"]  # one cell after the other: the signal lands in the second one
 CELL_TIMEOUT = 600  # one cell under TCG on a loaded machine, with room
 
 
