@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -408,9 +409,17 @@ class Machine:
         self.close()
 
 
-def short_socket_dir() -> Path:
-    """A short private directory for unix sockets (sun_path is 108 bytes)."""
-    return Path(tempfile.mkdtemp(prefix="ph-"))
+def short_socket_dir(tmp: Optional[str] = None) -> Path:
+    """A short private directory for unix sockets (sun_path is 108 bytes), named ``ph-<pid>-...``.
+
+    A harness that is SIGKILLed cannot remove its own; so each new one first removes those of
+    pinharness processes that no longer exist."""
+    base = Path(tmp or tempfile.gettempdir())
+    for old in base.glob("ph-*-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"ph-{os.getpid()}-", dir=base))
 
 
 # --------------------------------------------------------------------------- accelerator

@@ -90,3 +90,18 @@ def test_choose_accel_kvm_requested_but_broken_is_one_line_error(monkeypatch):
 def test_choose_accel_uses_kvm_when_canary_works(monkeypatch):
     monkeypatch.setattr("harness.vm.qemu.kvm_usable_device", lambda: None)
     assert choose_accel("auto", lambda: None).accel == "kvm"
+
+
+def test_socket_dirs_of_dead_harness_processes_are_removed_by_the_next_one(tmp_path):
+    import os
+    from harness.vm.qemu import short_socket_dir
+    dead = tmp_path / "ph-999999999-abc"  # a SIGKILLed harness's directory: no such pid
+    dead.mkdir()
+    (dead / "qmp.sock").write_text("")
+    mine = tmp_path / f"ph-{os.getpid()}-old"
+    mine.mkdir()
+    other = tmp_path / "ph-bench-boot-x"  # not a socket directory: left alone
+    other.mkdir()
+    new = short_socket_dir(str(tmp_path))
+    assert new.name.startswith(f"ph-{os.getpid()}-") and new.is_dir()
+    assert not dead.exists() and mine.exists() and other.exists()
