@@ -1,5 +1,5 @@
 """Snapshot logic without a guest: what a snapshot's key covers, the argv of a snapshot guest,
-the hot-plug and settle commands, pruning. The save/restore itself runs in tests/vm/test_snapshot.py."""
+the hot-plug and settle commands, pruning. The save/restore itself runs in tests/vm/test_restored_guests.py."""
 import os
 import re
 import time
