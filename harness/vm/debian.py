@@ -1,7 +1,7 @@
 """Debian's kernels from Debian's own archive: signed indexes, any suite, both packagings.
 
 The host's apt is never used: for each suite we fetch ``InRelease``, check its signature with
-``gpgv`` against Debian's archive keyring, take ``main/binary-amd64/Packages.xz`` by the SHA256 the
+``gpgv`` against Debian's archive keyring, take ``main/binary-<arch>/Packages.xz`` (amd64, arm64) by the SHA256 the
 Release file gives, and keep only the kernel stanzas (a small JSON file per suite, refreshed once a
 day). A ``.deb`` is downloaded by the SHA256 its stanza gives, to a temporary name, and renamed into
 place only when it matches.
@@ -31,7 +31,8 @@ from typing import Callable, Iterable, Optional
 from harness.errors import KernelError
 from harness.vm.host import Paths, require_space, require_tool
 
-ARCH = "amd64"
+ARCH = "amd64"  # the default architecture (Debian's name); Index(arch=...) reads another
+ARCHES = ("amd64", "arm64")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 INDEX_TTL = 24 * 3600  # seconds an index is trusted before it is fetched again
 TIMEOUT = 60  # seconds for one HTTP request to answer
@@ -62,20 +63,35 @@ ARCHIVES = {  # archive -> (environment variable that overrides it, default URL)
     "debian-security": ("PINHARNESS_SECURITY_MIRROR", "http://deb.debian.org/debian-security"),
 }
 
-# A generic amd64 kernel release: 6.1.0-57-amd64, 6.12.117+deb13-amd64, 7.2.13+deb14-amd64, 7.3-amd64.
-# (cloud-amd64 and rt-amd64 flavours do not match: the part before "-amd64" must end in digits.)
-RELEASE_RE = re.compile(rf"(?P<up>\d+\.\d+(?:\.\d+)*)(?:-\d+|\+deb\d+)?-{ARCH}")
-# package name -> (role, release)
-PACKAGE_ROLES = (
-    ("image", re.compile(rf"linux-image-(?P<rel>{RELEASE_RE.pattern})-unsigned")),
-    ("binary", re.compile(rf"linux-binary-unsigned-(?P<rel>{RELEASE_RE.pattern})")),
-    ("modules", re.compile(rf"linux-modules-(?P<rel>{RELEASE_RE.pattern})")),
-    ("base", re.compile(rf"linux-base-(?P<rel>{RELEASE_RE.pattern})")),
-    ("dbg", re.compile(rf"linux-image-(?P<rel>{RELEASE_RE.pattern})-dbg")),
-)
-KEEP_PACKAGE = re.compile(r"^Package: linux-(?:image|binary-unsigned|modules|base|source)-\d", re.M)
+# A generic kernel release: 6.1.0-57-amd64, 6.12.117+deb13-amd64, 7.2.13+deb14-arm64, 7.3-amd64.
+# (cloud-amd64, rt-amd64 and arm64-16k flavours do not match: the part before the arch must end in digits.)
+def release_re(arch: str) -> re.Pattern:
+    return re.compile(rf"(?P<up>\d+\.\d+(?:\.\d+)*)(?:-\d+|\+deb\d+)?-{arch}")
+
+
+RELEASE_RE = re.compile(rf"(?P<up>\d+\.\d+(?:\.\d+)*)(?:-\d+|\+deb\d+)?-(?:{'|'.join(ARCHES)})")
+
+
+@functools.lru_cache(maxsize=None)
+def package_roles(arch: str) -> tuple[tuple[str, re.Pattern], ...]:
+    """package name -> (role, release), for one architecture's kernels."""
+    rel = release_re(arch).pattern
+    return (
+        ("image", re.compile(rf"linux-image-(?P<rel>{rel})-unsigned")),
+        ("binary", re.compile(rf"linux-binary-unsigned-(?P<rel>{rel})")),
+        ("modules", re.compile(rf"linux-modules-(?P<rel>{rel})")),
+        ("base", re.compile(rf"linux-base-(?P<rel>{rel})")),
+        ("dbg", re.compile(rf"linux-image-(?P<rel>{rel})-dbg")),
+    )
+
+
+# Packages the harness takes from the archive besides kernels: a static busybox for the initramfs of a
+# guest whose architecture is not the host's (the host's own busybox serves the host's).
+TOOL_PACKAGES = ("busybox-static",)
+KEEP_PACKAGE = re.compile(r"^Package: (?:linux-(?:image|binary-unsigned|modules|base|source)-\d|"
+                          + "|".join(re.escape(p) for p in TOOL_PACKAGES) + r"\n)", re.M)
 SOURCE_RE = re.compile(r"linux-source-(?P<line>\d+\.\d+)")
-INDEX_FORMAT = 2  # bump when the cached JSON changes shape: older files are fetched anew
+INDEX_FORMAT = 3  # bump when the cached JSON changes shape: older files are fetched anew
 STANZA_FIELDS = ("Package", "Version", "Filename", "Size", "SHA256")
 
 
@@ -178,11 +194,11 @@ def parse_stanzas(text: str) -> list[dict[str, str]]:
     return out
 
 
-def kernels_of(stanzas: list[dict[str, str]], suite: Suite) -> list[DebianKernel]:
-    """Group a suite's kernel stanzas into kernels of either packaging."""
+def kernels_of(stanzas: list[dict[str, str]], suite: Suite, arch: str = ARCH) -> list[DebianKernel]:
+    """Group a suite's kernel stanzas (of ``arch``) into kernels of either packaging."""
     by_rel: dict[tuple[str, str], dict[str, Deb]] = {}
     for st in stanzas:
-        for role, rx in PACKAGE_ROLES:
+        for role, rx in package_roles(arch):
             m = rx.fullmatch(st["Package"])
             if m:
                 deb = Deb(st["Package"], st["Version"], st["Filename"], int(st["Size"]), st["SHA256"], suite.archive)
@@ -196,6 +212,12 @@ def kernels_of(stanzas: list[dict[str, str]], suite: Suite) -> list[DebianKernel
             debs = (roles["binary"], roles["modules"], roles["base"])
             kernels.append(DebianKernel(rel, version, suite.name, "split", debs, roles.get("dbg")))
     return kernels
+
+
+def tools_of(stanzas: list[dict[str, str]], suite: Suite) -> list[Deb]:
+    """The TOOL_PACKAGES of a suite."""
+    return [Deb(st["Package"], st["Version"], st["Filename"], int(st["Size"]), st["SHA256"], suite.archive)
+            for st in stanzas if st["Package"] in TOOL_PACKAGES]
 
 
 def sources_of(stanzas: list[dict[str, str]], suite: Suite) -> list[Deb]:
@@ -288,6 +310,7 @@ class Index:
     paths: Paths
     refresh: bool = False  # fetch even when the cached index is fresh
     log: Callable[[str], None] = print
+    arch: str = ARCH  # Debian's architecture name: amd64 | arm64
 
     def suite_kernels(self, suite: Suite) -> list[DebianKernel]:
         data = self._suite_data(suite)
@@ -298,8 +321,12 @@ class Index:
     def suite_sources(self, suite: Suite) -> list[Deb]:
         return [Deb(**d) for d in self._suite_data(suite)["sources"]]
 
+    def suite_tools(self, suite: Suite) -> list[Deb]:
+        return [Deb(**d) for d in self._suite_data(suite).get("tools", [])]
+
     def _suite_data(self, suite: Suite) -> dict:
-        cache = self.paths.sub("debian-index") / f"{suite.name}.json"
+        name = suite.name if self.arch == ARCH else f"{suite.name}-{self.arch}"
+        cache = self.paths.sub("debian-index") / f"{name}.json"
         fresh = (cache.exists() and time.time() - cache.stat().st_mtime < INDEX_TTL
                  and json.loads(cache.read_text()).get("format") == INDEX_FORMAT)
         if not fresh or self.refresh:
@@ -319,17 +346,19 @@ class Index:
             inrelease = download(f"{base}/InRelease", Path(tmpd) / "InRelease")
             verify_signature(inrelease)
             hashes = release_hashes(inrelease.read_text(errors="replace"))
-            rel_path = f"main/binary-{ARCH}/Packages.xz"
+            rel_path = f"main/binary-{self.arch}/Packages.xz"
             if rel_path not in hashes:
                 raise KernelError(f"Debian's {suite.name} Release lists no {rel_path}")
             sha, size = hashes[rel_path]
             xz = download(f"{base}/{rel_path}", Path(tmpd) / "Packages.xz", sha256=sha, size=size)
             text = lzma.decompress(xz.read_bytes()).decode("utf-8", errors="replace")
         stanzas = parse_stanzas(text)
-        kernels, sources = kernels_of(stanzas, suite), sources_of(stanzas, suite)
+        kernels, sources = kernels_of(stanzas, suite, self.arch), sources_of(stanzas, suite)
+        tools = tools_of(stanzas, suite)
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": INDEX_FORMAT, "suite": suite.name,
-                                   "kernels": [asdict(k) for k in kernels], "sources": [asdict(s) for s in sources]}))
+                                   "kernels": [asdict(k) for k in kernels], "sources": [asdict(s) for s in sources],
+                                   "tools": [asdict(t) for t in tools]}))
         tmp.replace(cache)
 
     def kernels(self, suites: Iterable[Suite]) -> list[DebianKernel]:
@@ -346,9 +375,9 @@ def resolve(spec: str, index: Index) -> DebianKernel:
     if group in groups():
         found = _newest(index.kernels(s for s in SUITES if s.group == group))
         if found is None:
-            raise KernelError(f"Debian's {group} has no generic {ARCH} kernel")
+            raise KernelError(f"Debian's {group} has no generic {index.arch} kernel")
         return found
-    if RELEASE_RE.fullmatch(spec):
+    if release_re(index.arch).fullmatch(spec):
         found = _newest(k for k in index.kernels(SUITES) if k.release == spec)
         if found is None:
             raise KernelError(f"no Debian suite has the kernel {spec}: lines there are "
@@ -357,12 +386,12 @@ def resolve(spec: str, index: Index) -> DebianKernel:
     if re.fullmatch(r"\d+\.\d+", spec):
         found = _newest(k for k in index.kernels(SUITES) if k.line == spec)
         if found is None:
-            raise KernelError(f"Debian has no {ARCH} kernel of line {spec}: lines are {', '.join(_lines(index))}; "
+            raise KernelError(f"Debian has no {index.arch} kernel of line {spec}: lines are {', '.join(_lines(index))}; "
                               f"suites are {', '.join(groups())}")
         return found
     raise KernelError(f"debian:{spec} is not a Debian kernel line, suite or release: use a line "
                       f"({', '.join(_lines(index))}), a suite ({', '.join(groups())}) or a release such as "
-                      "debian:6.1.0-57-amd64")
+                      f"debian:6.1.0-57-{index.arch}")
 
 
 def resolve_source(line: str, index: Index) -> Deb:
@@ -374,6 +403,14 @@ def resolve_source(line: str, index: Index) -> Deb:
         have = sorted({d.package.rsplit("-", 1)[1] for s in SUITES for d in index.suite_sources(s)},
                       key=lambda v: tuple(int(x) for x in v.split(".")))
         raise KernelError(f"Debian has no linux-source-{line}: lines with sources are {', '.join(have)}")
+    return max(found, key=functools.cmp_to_key(lambda a, b: compare_versions(a.version, b.version)))
+
+
+def resolve_tool(package: str, index: Index, group: str = "bookworm") -> Deb:
+    """The newest ``package`` (one of TOOL_PACKAGES) of ``index``'s architecture in the suites of ``group``."""
+    found = [d for s in SUITES if s.group == group for d in index.suite_tools(s) if d.package == package]
+    if not found:
+        raise KernelError(f"Debian's {group} has no {package} for {index.arch}")
     return max(found, key=functools.cmp_to_key(lambda a, b: compare_versions(a.version, b.version)))
 
 

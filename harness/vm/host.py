@@ -31,10 +31,18 @@ HOST_TOOLS: dict[str, str] = {
     "ssh-keygen": "openssh-client",
     "dpkg-deb": "dpkg",
     "gpgv": "gpgv",
+    # arm64 guests: their QEMU, their programs run under qemu-user while the image is built, the cross compiler
+    "qemu-system-aarch64": "qemu-system-arm",
+    "qemu-aarch64-static": "qemu-user-static",
+    "update-binfmts": "binfmt-support",
+    "arch-test": "arch-test",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
 }
 
 # Extra packages the host wants that provide no single tool we probe for.
-HOST_EXTRA_PACKAGES = ["debian-archive-keyring", "libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev"]
+HOST_EXTRA_PACKAGES = ["debian-archive-keyring", "libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev",
+                       "libc6-dev-arm64-cross"]
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,53 @@ def setup(log=print, extra: bool = True) -> list[str]:
     except subprocess.CalledProcessError as exc:
         raise HarnessError(f"apt-get failed (exit {exc.returncode}) installing {' '.join(want)}: "
                            "check the apt sources and network, then re-run `python -m harness setup`")
+    register_foreign_arches(log)
     return want
+
+
+def foreign_arch_ready(arch, register: bool = True) -> None:
+    """Programs of ``arch`` (a harness.vm.arch.Arch) run on this host through qemu-user and binfmt_misc,
+    as mmdebstrap needs to build its guest image; mounts binfmt_misc and enables the qemu-user handler
+    when it can (as root), else a one-line error naming the fix."""
+    tool = which("arch-test")
+    if tool is None:
+        raise ToolMissing(f"arch-test not found: an {arch.name} guest image needs qemu-user-static, binfmt-support "
+                          "and arch-test: run `python -m harness setup`")
+
+    def test() -> str:
+        proc = subprocess.run([tool, arch.debian], capture_output=True, text=True, timeout=60)
+        return "" if proc.returncode == 0 else (proc.stdout + proc.stderr).strip().splitlines()[-1:][0]
+
+    problem = test()
+    if not problem:
+        return
+    if register and os.geteuid() == 0:
+        if not (BINFMT_DIR / "register").exists():
+            subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True,
+                           timeout=30)
+        updater = which("update-binfmts")
+        if updater:
+            subprocess.run([updater, "--enable", f"qemu-{arch.uname}"], capture_output=True, timeout=60)
+        problem = test() if (BINFMT_DIR / "register").exists() else f"binfmt_misc cannot be mounted at {BINFMT_DIR}"
+        if not problem:
+            return
+    raise HarnessError(f"{arch.name} programs do not run on this host ({problem}): an {arch.name} guest image needs "
+                       f"qemu-user-static registered with binfmt_misc: run `python -m harness setup` as root "
+                       "(in a container, binfmt_misc must be mountable)")
+
+
+def register_foreign_arches(log=print) -> None:
+    """`setup`'s last step: every foreign architecture the harness knows runs through qemu-user."""
+    from harness.vm import arch as arch_mod
+
+    host = arch_mod.host()
+    for row in arch_mod.ARCHES.values():
+        if host is not None and row.name == host.name:
+            continue
+        try:
+            foreign_arch_ready(row)
+        except HarnessError as exc:
+            log(f"pinharness: note: {exc}")
 
 
 def free_bytes(path: Path) -> int:

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from harness.errors import HarnessError, ImageError, named_enospc, raise_if_enospc
+from harness.vm import arch as arch_mod
+from harness.vm import debian
 from harness.vm.cache import atomic_artifact
-from harness.vm.host import Paths, privilege_prefix, require_space, require_tool
+from harness.vm.host import Paths, foreign_arch_ready, privilege_prefix, require_space, require_tool
 from harness.vm.kernel import Kernel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +35,9 @@ DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 ROOTFS_SIZE_SLACK = 1.6  # image size = used bytes * slack + 256 MiB of free room
 
 # Modules the initramfs loads, in order, before it can mount the rootfs (and their
-# dependencies from modules.dep). Built-in ones are skipped; missing ones are not fatal.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+# dependencies from modules.dep): the arch's ``initramfs_modules``. Built-in ones are skipped;
+# missing ones are not fatal.
+INITRAMFS_MODULES = arch_mod.ARCHES[arch_mod.DEFAULT].initramfs_modules
 
 ROOT_SERIAL = "ph-rootfs"
 MODULES_SERIAL = "ph-modules"
@@ -96,36 +99,45 @@ class GuestImage:
     recipe_digest: str
     build_seconds: float = 0.0
     cached: bool = True
+    arch: str = arch_mod.DEFAULT  # the architecture of its programs
 
 
 def build_rootfs(paths: Paths, recipe: Optional[Recipe] = None, log=print, force: bool = False,
-                 timeout: float = 1800) -> GuestImage:
-    """The Debian rootfs image of ``recipe``, built with mmdebstrap unless cached (and intact)."""
+                 timeout: float = 1800, arch: str = arch_mod.DEFAULT) -> GuestImage:
+    """The Debian rootfs image of ``recipe`` for ``arch``, built with mmdebstrap unless cached (and
+    intact). A foreign architecture is built through qemu-user-static and binfmt_misc (``setup``)."""
     import time
 
     recipe = recipe or Recipe(DEFAULT_RECIPE, mirror=os.environ.get("PINHARNESS_MIRROR", DEFAULT_MIRROR))
+    row = arch_mod.get(arch)
     digest = recipe.digest()
-    out_dir = paths.sub("images", f"{recipe.suite}-{digest}")
+    name = f"{recipe.suite}-{digest}" if row.name == arch_mod.DEFAULT else f"{recipe.suite}-{row.name}-{digest}"
+    out_dir = paths.sub("images", name)
     t0 = time.monotonic()
     built: list[bool] = []
 
     def build(tmp_img: Path) -> None:
         built.append(True)
-        _mmdebstrap_image(recipe, digest, out_dir, tmp_img, paths, log, timeout)
+        _mmdebstrap_image(recipe, digest, out_dir, tmp_img, paths, log, timeout, row)
 
     with named_enospc(out_dir, "building the guest image", ROOTFS_NEED):
         image = atomic_artifact(out_dir / "rootfs.ext4", build, log=log, force=force)
-    return GuestImage(image, digest, build_seconds=time.monotonic() - t0 if built else 0.0, cached=not built)
+    return GuestImage(image, digest, build_seconds=time.monotonic() - t0 if built else 0.0, cached=not built,
+                      arch=row.name)
 
 
 ROOTFS_NEED = 3 << 30
 
 
 def _mmdebstrap_image(recipe: Recipe, digest: str, out_dir: Path, tmp_img: Path, paths: Paths, log,
-                      timeout: float) -> None:
+                      timeout: float, arch: arch_mod.Arch = arch_mod.ARCHES[arch_mod.DEFAULT]) -> None:
     import time
 
     mmdebstrap = require_tool("mmdebstrap")
+    host = arch_mod.host()
+    foreign = host is None or host.name != arch.name
+    if foreign:
+        foreign_arch_ready(arch)  # qemu-user-static registered with binfmt_misc, or a one-line error
     mkfs = require_tool("mkfs.ext4")
     require_space(paths.cache, ROOTFS_NEED, "building the guest image")
     prefix = privilege_prefix()
@@ -133,10 +145,12 @@ def _mmdebstrap_image(recipe: Recipe, digest: str, out_dir: Path, tmp_img: Path,
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=paths.sub("tmp")))
     tree = work / "tree"
     try:
-        log(f"pinharness: building guest image {recipe.suite}-{digest} with mmdebstrap (about a minute)")
+        log(f"pinharness: building guest image {recipe.suite}-{digest} for {arch.name} with mmdebstrap "
+            + ("(a few minutes: its programs run under qemu-user)" if foreign else "(about a minute)"))
         argv = prefix + [
             "env", f"PINHARNESS_RECIPE={recipe.path}",
             mmdebstrap, "--mode=root", "--variant=minbase", "--include=" + ",".join(recipe.packages),
+            *([f"--architectures={arch.debian}"] if foreign else []),
             # Debian's keyring named, so that neither the host's apt sources nor its trusted keys (an
             # Ubuntu host has Ubuntu's) are used
             "--keyring=" + os.environ.get("PINHARNESS_DEBIAN_KEYRING", DEBIAN_KEYRING),
@@ -155,7 +169,7 @@ def _mmdebstrap_image(recipe: Recipe, digest: str, out_dir: Path, tmp_img: Path,
         subprocess.run(prefix + [mkfs, "-q", "-F", "-L", "pinharness-root", "-d", str(tree), str(tmp_img),
                                  f"{size_mb}M"], check=True, timeout=600, capture_output=True)
         subprocess.run(prefix + ["chmod", "0444", str(tmp_img)], check=True, timeout=60)
-        meta = {"suite": recipe.suite, "digest": digest, "packages": recipe.packages,
+        meta = {"suite": recipe.suite, "digest": digest, "arch": arch.name, "packages": recipe.packages,
                 "seconds": round(time.monotonic() - t0, 1), "size_mb": size_mb}
         (out_dir / "image.json").write_text(json.dumps(meta, indent=1))
     finally:
@@ -167,7 +181,7 @@ def _mmdebstrap_image(recipe: Recipe, digest: str, out_dir: Path, tmp_img: Path,
 def _kernel_key(kernel: Kernel) -> str:
     st = kernel.image.stat()
     h = hashlib.sha256(f"{kernel.image}:{st.st_size}:{st.st_mtime_ns}:{kernel.modules_dir}".encode())
-    h.update(INITRAMFS_INIT.encode() + repr(INITRAMFS_MODULES).encode())
+    h.update(INITRAMFS_INIT.encode() + repr(arch_mod.get(kernel.arch).initramfs_modules).encode())
     return f"{kernel.release}-{h.hexdigest()[:12]}"
 
 
@@ -238,18 +252,44 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
+def guest_busybox(arch: str, paths: Paths, log=print) -> Path:
+    """A static busybox that runs in an ``arch`` guest: the host's own for the host's architecture,
+    else Debian's busybox-static of that architecture, fetched and unpacked once."""
+    row = arch_mod.get(arch)
+    host = arch_mod.host()
+    if host is not None and host.name == row.name:
+        return Path(require_tool("busybox"))
+    deb = debian.resolve_tool("busybox-static", debian.Index(paths, log=log, arch=row.debian))
+    out = paths.sub("busybox") / f"busybox-{row.name}-{deb.version.replace(':', '_')}"
+
+    def build(tmp: Path) -> None:
+        fetched = debian.fetch_deb(deb, paths)
+        with tempfile.TemporaryDirectory(prefix="busybox-", dir=out.parent) as work:
+            subprocess.run([require_tool("dpkg-deb"), "-x", str(fetched), work], check=True, capture_output=True,
+                           timeout=300)
+            found = next((p for p in (Path(work) / "bin" / "busybox", Path(work) / "usr" / "bin" / "busybox")
+                          if p.exists()), None)
+            if found is None:
+                raise ImageError(f"{fetched.name} holds no bin/busybox")
+            shutil.copyfile(found, tmp)
+        os.chmod(tmp, 0o755)
+
+    return atomic_artifact(out, build, log=log)
+
+
 def build_initramfs(kernel: Kernel, paths: Paths, log=print) -> Path:
     """busybox + the modules needed to mount the root disk + our /init; cached per kernel."""
     out = paths.sub("initramfs") / f"{_kernel_key(kernel)}.cpio.gz"
 
     def build(tmp: Path) -> None:
-        busybox = Path(require_tool("busybox")).read_bytes()
+        busybox = guest_busybox(kernel.arch, paths, log).read_bytes()
         entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in
                                                  ("bin", "dev", "proc", "sys", "newroot", "modules")]
         entries += [("bin/busybox", 0o100755, busybox), ("init", 0o100755, INITRAMFS_INIT.encode())]
         order: list[str] = []
         if kernel.modules_dir is not None:
-            for i, mod in enumerate(module_load_order(kernel.modules_dir, INITRAMFS_MODULES)):
+            wanted = arch_mod.get(kernel.arch).initramfs_modules
+            for i, mod in enumerate(module_load_order(kernel.modules_dir, wanted)):
                 fname = f"{i:02d}-{_norm(mod.name)}.ko"
                 entries.append((f"modules/{fname}", 0o100644, _read_module(mod)))
                 order.append(fname)

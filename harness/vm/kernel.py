@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from harness.errors import KernelError, raise_if_enospc
+from harness.vm import arch as arch_mod
 from harness.vm import debian, kernel_image
 from harness.vm.cache import atomic_artifact
 from harness.vm.cache import problem as cache_problem
@@ -43,6 +44,7 @@ class Kernel:
     config_path: Optional[Path] = None
     vmlinux: Optional[Path] = None  # with DWARF when known
     debug_modules_dir: Optional[Path] = None  # .ko files with DWARF (module frames), when known
+    arch: str = arch_mod.DEFAULT  # x86_64 | arm64 (a row of harness.vm.arch.ARCHES)
     extra: dict = field(default_factory=dict, compare=False)
 
     @functools.cached_property
@@ -78,7 +80,8 @@ class Kernel:
         return tuple(int(x or 0) for x in m.groups())
 
     def describe(self) -> dict:
-        return {"name": self.name, "source": self.source, "image": str(self.image), "release": self.release,
+        return {"name": self.name, "source": self.source, "arch": self.arch, "image": str(self.image),
+                "release": self.release,
                 "modules_dir": str(self.modules_dir) if self.modules_dir else None,
                 "vmlinux": str(self.vmlinux) if self.vmlinux else None,
                 "config": str(self.config_path) if self.config_path else None}
@@ -157,12 +160,16 @@ def identify_image(path: Path) -> str:
 
 
 def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path] = None,
-               vmlinux: Optional[Path] = None, paths: Optional[Paths] = None) -> Kernel:
-    """A kernel image file. Its modules and config are found beside it when it sits in a
-    ``/usr/lib/modules/<release>/`` style directory (vmlinuz, config, kernel/...)."""
+               vmlinux: Optional[Path] = None, paths: Optional[Paths] = None, arch: Optional[str] = None) -> Kernel:
+    """A kernel image file (for ``arch``; None: the architecture its header names). Its modules and
+    config are found beside it when it sits in a ``/usr/lib/modules/<release>/`` style directory."""
     path = Path(path).expanduser().resolve()
-    kind = identify_image(path)
-    if kind == "elf":
+    if arch is None:
+        arch = (kernel_image.arch_of(path) if path.is_file() else None) or arch_mod.DEFAULT
+    kind = kernel_image.kind(path, arch)
+    if kind == "image":  # arm64: the release from the banner inside the (uncompressed) Image
+        release = image_banner_release(path) or ""
+    elif kind == "elf":
         info = elf_info(path)
         release = info["release"] or ""
         vmlinux = vmlinux or path
@@ -185,8 +192,20 @@ def from_image(path: Path, modules: Optional[Path] = None, config: Optional[Path
             if cand.exists():
                 config = cand
                 break
-    return Kernel(name=_name_for(release or path.name, "image"), source=f"image:{path}", image=path,
+    return Kernel(name=_name_for(release or path.name, "image"), source=f"image:{path}", image=path, arch=arch,
                   release=release, modules_dir=modules, config_path=config, vmlinux=vmlinux)
+
+
+def image_banner_release(path: Path) -> Optional[str]:
+    """The release in the "Linux version X (...)" banner of an uncompressed kernel image."""
+    data = Path(path).read_bytes()
+    i = data.find(b"Linux version ")
+    while i >= 0:
+        word = data[i + 14:i + 200].split(b" ", 1)[0]
+        if word[:1].isdigit():
+            return word.decode(errors="replace")
+        i = data.find(b"Linux version ", i + 1)
+    return None
 
 
 def _looks_like_modules_dir(d: Path) -> bool:
@@ -218,29 +237,35 @@ def _depmod_copy(modules: Path, release: str, paths: Optional[Paths]) -> Path:
 
 # --------------------------------------------------------------------------- trees
 
-def from_tree(tree: Path, paths: Paths, log=print) -> Kernel:
-    """A built kernel tree or O= build directory: bzImage, vmlinux, .config, modules."""
+def from_tree(tree: Path, paths: Paths, log=print, arch: Optional[str] = None) -> Kernel:
+    """A built kernel tree or O= build directory: bzImage (x86_64) or Image (arm64), vmlinux, .config,
+    modules. ``arch`` None: the architecture whose image the build has."""
     tree = Path(tree).expanduser().resolve()
     if not tree.is_dir():
         raise KernelError(f"--kernel-tree {tree} is not a directory")
-    bz = tree / "arch" / "x86" / "boot" / "bzImage"
+    if arch is None:
+        arch = next((a.name for a in arch_mod.ARCHES.values() if (tree / a.tree_image).exists()), arch_mod.DEFAULT)
+    row = arch_mod.get(arch)
+    bz = tree / row.tree_image
     if not bz.exists():
         if (tree / "Makefile").exists() and (tree / "Kconfig").exists():
             raise KernelError(
-                f"kernel tree {tree} has no build (arch/x86/boot/bzImage missing): build it "
-                "(`python -m harness build --tree {0}` or `make -j$(nproc) bzImage modules`) "
-                "or pass its O= build directory".format(tree))
-        raise KernelError(f"{tree} is not a kernel tree or build directory (no Makefile/Kconfig, no bzImage)")
-    identify_image(bz)
+                f"kernel tree {tree} has no build ({row.tree_image} missing): build it "
+                "(`python -m harness build --tree {0}` or `make -j$(nproc) {1} modules`) "
+                "or pass its O= build directory".format(tree, Path(row.tree_image).name))
+        raise KernelError(f"{tree} is not a kernel tree or build directory (no Makefile/Kconfig, "
+                          f"no {Path(row.tree_image).name})")
+    kernel_image.kind(bz, row.name)
     release_file = tree / "include" / "config" / "kernel.release"
-    release = release_file.read_text().strip() if release_file.exists() else (bzimage_release(bz) or "")
+    release = release_file.read_text().strip() if release_file.exists() else (
+        (bzimage_release(bz) if row.name == "x86_64" else image_banner_release(bz)) or "")
     config = tree / ".config"
     vmlinux = tree / "vmlinux" if (tree / "vmlinux").exists() else None
     cfg = parse_config(config.read_text()) if config.exists() else {}
     modules_dir = None
     if cfg.get("CONFIG_MODULES") == "y" and (tree / "modules.order").exists():
         modules_dir = _install_tree_modules(tree, release, bz, paths, log)
-    return Kernel(name=_name_for(release, "tree"), source=f"tree:{tree}", image=bz, release=release,
+    return Kernel(name=_name_for(release, "tree"), source=f"tree:{tree}", image=bz, release=release, arch=row.name,
                   modules_dir=modules_dir, config_path=config if config.exists() else None, vmlinux=vmlinux)
 
 
@@ -328,25 +353,32 @@ def _unpack_debian(dk: debian.DebianKernel, tmp: Path, paths: Paths, log,
 
 
 def from_debian(spec: str, paths: Paths, log=print, refresh: bool = False,
-                download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
-    """debian:6.1, debian:7.2, debian:sid, debian:6.1.0-57-amd64: from Debian's signed indexes, cached."""
+                download_progress: Optional[Callable[[str], debian.Progress]] = None,
+                arch: str = arch_mod.DEFAULT) -> Kernel:
+    """debian:6.1, debian:7.2, debian:sid, debian:6.1.0-57-amd64: from Debian's signed indexes, cached.
+    ``arch`` picks the architecture's packages (arm64: linux-image-*-arm64-unsigned ...)."""
     cache = paths.sub("debian")
+    row = arch_mod.get(arch)
+    tag = spec if row.name == arch_mod.DEFAULT else f"{spec}@{row.name}"  # the spec as the user gives it
     try:
-        dk = debian.resolve(spec, debian.Index(paths, refresh=refresh, log=log))
+        dk = debian.resolve(spec, debian.Index(paths, refresh=refresh, log=log, arch=row.debian))
     except KernelError as exc:
-        cached = _cached_debian(cache, spec)
+        cached = _cached_debian(cache, tag)
         if cached is None:
             raise
         dk = cached
         log(f"pinharness: note: Debian's index cannot be read ({exc}); using the cached {dk.release}")
     root = cache / f"{dk.release}_{dk.version}"  # checked against its stamp on every use, rebuilt if broken
     atomic_artifact(root, lambda tmp: _unpack_debian(dk, tmp, paths, log, download_progress), log=log)
-    (cache / f"spec-{spec}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
+    (cache / f"spec-{tag}.json").write_text(json.dumps({"dir": root.name, **asdict(dk)}, default=list))
     image, config, moddir = _debian_files(root, dk)
+    image = kernel_image.bootable(image, row.name, paths.sub("debian-images") / dk.release)
     dbg = debian_dbg_dir(paths, dk.release)
     has_dbg = (dbg / "vmlinux").exists()
-    return Kernel(name=f"debian-{spec if re.fullmatch(r'[a-z0-9.]+', spec) else dk.release}",
-                  source=f"debian:{spec}", image=image, release=dk.release, modules_dir=moddir,
+    short = spec if re.fullmatch(r'[a-z0-9.]+', spec) else dk.release
+    name = f"debian-{short}" if row.name == arch_mod.DEFAULT or short == dk.release else f"debian-{short}-{row.name}"
+    return Kernel(name=name, arch=row.name,
+                  source=f"debian:{tag}", image=image, release=dk.release, modules_dir=moddir,
                   config_path=config, vmlinux=dbg / "vmlinux" if has_dbg else None,
                   debug_modules_dir=dbg / "modules" if has_dbg and (dbg / "modules").is_dir() else None,
                   extra={"package": dk.debs[0].package, "debian_version": dk.version, "suite": dk.suite,
@@ -428,13 +460,18 @@ def _name_for(release: str, prefix: str) -> str:
 
 def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, refresh: bool = False,
             download_progress: Optional[Callable[[str], debian.Progress]] = None) -> Kernel:
-    """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux (with --modules)."""
+    """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux/Image (with --modules);
+    '@arm64' after any of them names the architecture (x86_64 without one; trees and images are
+    also checked against it)."""
+    named = "@" in spec
+    spec, row = arch_mod.split_spec(spec)
     if spec.startswith("debian:"):
         return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh,
-                           download_progress=download_progress)
+                           download_progress=download_progress, arch=row.name)
+    arch = row.name if named else None  # without a suffix, a tree or image is what its build is
     if spec.startswith("tree:"):
-        return from_tree(Path(spec.split(":", 1)[1]), paths, log=log)
+        return from_tree(Path(spec.split(":", 1)[1]), paths, log=log, arch=arch)
     path = Path(spec.split(":", 1)[1] if spec.startswith("image:") else spec)
     if path.is_dir():
-        return from_tree(path, paths, log=log)
-    return from_image(path, modules=modules, paths=paths)
+        return from_tree(path, paths, log=log, arch=arch)
+    return from_image(path, modules=modules, paths=paths, arch=arch)

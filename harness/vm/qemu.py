@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import pexpect
 
+from harness.vm.arch import ARCHES, Arch
 from harness.errors import (BootTimeout, EmulationFailure, GuestHang, GuestPanic, QemuDied, VMError, named_enospc)
 from harness.vm.host import require_tool
 from harness.vm.image import Disk
@@ -58,17 +59,23 @@ class QemuConfig:
     memory_mb: int = 1024
     cpus: int = 1
     accel: str = "tcg"  # kvm | tcg
-    cpu_model: Optional[str] = None  # default: host under KVM, max under TCG
-    machine: str = "q35"
+    cpu_model: Optional[str] = None  # default: host under KVM, the arch's TCG model (max...) under TCG
+    arch: Arch = ARCHES["x86_64"]  # machine, IOMMU, hotplug and vmgenid details (harness.vm.arch)
     disks: Sequence[Disk] = ()
     ssh_forward: bool = True  # forward a free 127.0.0.1 port to guest :22
-    iommu: bool = False  # intel-iommu (guest wants intel_iommu=on)
+    iommu: bool = False  # intel-iommu, or the arch's IOMMU machine property (SMMUv3)
     devices: Sequence[str] = ()  # extra -device values, e.g. "edu"
     extra_args: Sequence[str] = ()
-    qemu_binary: str = "qemu-system-x86_64"
     hotplug_ports: int = 0  # empty pcie-root-ports hp0.. for disks attached later (snapshots)
     vmgenid: bool = False  # a VM generation ID device: a restored guest sees a new one and reseeds its RNG
     incoming: bool = False  # -incoming defer: the guest's state arrives by QMP migrate-incoming
+
+
+    qemu_binary: str = ""  # default: the arch's (qemu-system-x86_64, qemu-system-aarch64)
+
+    def __post_init__(self) -> None:
+        if not self.qemu_binary:
+            self.qemu_binary = self.arch.qemu_binary
 
 
 def _esc(value: str) -> str:
@@ -91,17 +98,18 @@ def drive_args(disk: Disk, index: int) -> list[str]:
 
 def build_argv(cfg: QemuConfig) -> list[str]:
     """The QEMU command line as a list (never a shell string)."""
-    cpu = cfg.cpu_model or ("host" if cfg.accel == "kvm" else "max")
+    cpu = cfg.cpu_model or ("host" if cfg.accel == "kvm" else cfg.arch.tcg_cpu)
+    machine = cfg.arch.machine + (f",{cfg.arch.iommu_machine}" if cfg.iommu and cfg.arch.iommu_machine else "")
     argv = [cfg.qemu_binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-machine", cfg.machine, "-accel", cfg.accel, "-cpu", cpu,
+            "-machine", machine, "-accel", cfg.accel, "-cpu", cpu,
             "-m", f"{cfg.memory_mb}M", "-smp", str(cfg.cpus),
             "-kernel", str(cfg.kernel), "-append", " ".join(cfg.append),
             "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
             "-qmp", f"unix:{_esc(str(cfg.qmp_socket))},server=on,wait=off"]
     if cfg.initrd is not None:
         argv += ["-initrd", str(cfg.initrd)]
-    if cfg.iommu:
-        argv += ["-device", "intel-iommu"]
+    if cfg.iommu and cfg.arch.iommu_device:
+        argv += ["-device", cfg.arch.iommu_device]
     for i, disk in enumerate(cfg.disks):
         argv += drive_args(disk, i)
     if cfg.ssh_forward:
@@ -110,10 +118,11 @@ def build_argv(cfg: QemuConfig) -> list[str]:
         argv += ["-device", dev]
     if cfg.hotplug_ports:  # native PCIe hotplug: a slot each, probed in parallel (ACPI's handler is serial,
         # so a throttled disk's partition scan would hold up the disks plugged after it)
-        argv += ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+        for value in cfg.arch.hotplug_globals:
+            argv += ["-global", value]
     for n in range(cfg.hotplug_ports):
         argv += ["-device", f"pcie-root-port,id=hp{n},bus=pcie.0,chassis={n + 1}"]
-    if cfg.vmgenid:
+    if cfg.vmgenid and cfg.arch.vmgenid:
         argv += ["-device", "vmgenid,id=vmgenid0,guid=auto"]
     argv += list(cfg.extra_args)
     if cfg.incoming:

@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from harness.errors import (CommandKilled, CommandTimeout, QemuDied, SnapshotError, SSHStall, VMError,
                             named_enospc)
+from harness.vm import arch as arch_mod
 from harness.vm import pvh, snapshot
 from harness.vm.diagnose import RUN_STATES, killed_message, stall_error
 from harness.vm.guest import CommandResult, Guest, SSHKey, SSHLog
@@ -58,13 +59,15 @@ class VMOptions:
 
 def boot_image(kernel: Kernel, paths: Paths, options: VMOptions) -> Path:
     """What QEMU's -kernel gets: the PVH vmlinux when there is one (and wanted), else the image."""
-    return (pvh.pvh_vmlinux(kernel.image, paths) if options.pvh else None) or kernel.image
+    use_pvh = options.pvh and arch_mod.get(kernel.arch).pvh
+    return (pvh.pvh_vmlinux(kernel.image, paths) if use_pvh else None) or kernel.image
 
 
-def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False) -> list[str]:
+def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, canary: bool = False,
+                   arch: arch_mod.Arch = arch_mod.ARCHES[arch_mod.DEFAULT]) -> list[str]:
     # cryptomgr.notests: the crypto self-tests take seconds of a contended TCG boot and test nothing pins touch
-    words = ["console=ttyS0,115200", "loglevel=7", "panic=-1", "net.ifnames=0", "tsc=reliable", "cryptomgr.notests",
-             f"pinharness.root={ROOT_SERIAL}"]
+    words = [f"console={arch.console},115200", "loglevel=7", "panic=-1", "net.ifnames=0", *arch.cmdline,
+             "cryptomgr.notests", f"pinharness.root={ROOT_SERIAL}"]
     if modules:
         words.append(f"pinharness.modules={MODULES_SERIAL}")
     if key is not None:
@@ -72,7 +75,7 @@ def kernel_cmdline(options: VMOptions, key: Optional[SSHKey], modules: bool, can
     if canary:
         words.append("pinharness.canary=1")
     if options.iommu:
-        words.append("intel_iommu=on")
+        words += arch.iommu_cmdline
     words += list(options.cmdline)
     return words
 
@@ -88,16 +91,16 @@ def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm",
                 options: Optional[VMOptions] = None) -> float:
     """Boot ``kernel`` with the initramfs only, under ``accel``, to a userspace marker.
     Returns the seconds it took; raises the VMError that stopped it."""
-    kernel_image.kind(kernel.image)
+    kernel_image.kind(kernel.image, kernel.arch)
     initrd = build_initramfs(kernel, paths)
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     sockdir = short_socket_dir()
     try:
         cfg = QemuConfig(kernel=boot_image(kernel, paths, options or VMOptions()), initrd=initrd,
-                         append=kernel_cmdline(VMOptions(), None, False, canary=True),
+                         append=kernel_cmdline(VMOptions(), None, False, canary=True, arch=arch_mod.get(kernel.arch)),
                          console_log=workdir / "console.log", qmp_socket=sockdir / "qmp.sock", memory_mb=512,
-                         accel=accel, ssh_forward=False, cpu_model=cpu_model)
+                         accel=accel, ssh_forward=False, cpu_model=cpu_model, arch=arch_mod.get(kernel.arch))
         with Machine(cfg, workdir, log=lambda s: None) as m:
             m.start()
             m.wait_for(CANARY_MARKER, timeout, f"the {accel} canary boot", silence_timeout=silence)
@@ -108,6 +111,12 @@ def canary_boot(kernel: Kernel, paths: Paths, workdir: Path, accel: str = "kvm",
 
 def pick_accel(requested: str, kernel: Kernel, paths: Paths, workdir: Path, log: Callable[[str], None] = print
                ) -> AccelChoice:
+    host = arch_mod.host()
+    if host is None or host.name != kernel.arch:  # KVM runs only the host's own architecture
+        if requested == "kvm":
+            raise VMError(f"--accel kvm cannot run a {kernel.arch} guest on this "
+                          f"{host.name if host else 'unknown'} host: use --accel auto or tcg")
+        return AccelChoice("tcg", f"{kernel.arch} guest: KVM runs only the host's architecture")
     return choose_accel(requested, lambda: canary_boot(kernel, paths, workdir / "kvm-canary", "kvm"), log)
 
 
@@ -134,7 +143,7 @@ class VM:
     def boot(self) -> "VM":
         """Restore the guest from its snapshot (saving one first, on first use), or boot it afresh
         when snapshots are off (``VMOptions.snapshot``) or cannot serve it."""
-        kernel_image.kind(self.kernel.image)  # a truncated or foreign image is named here, not by QEMU
+        kernel_image.kind(self.kernel.image, self.kernel.arch)  # a truncated or foreign image is named here
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.accel is None:
             self.accel = pick_accel(self.options.accel, self.kernel, self.paths, self.workdir, self.log)
@@ -145,15 +154,18 @@ class VM:
             disks.append(Disk(modules_disk, MODULES_SERIAL, fs="ext4", readonly=True))
         key = SSHKey.generate()
         self._sockdir = short_socket_dir()
-        cfg = QemuConfig(kernel=boot_image(self.kernel, self.paths, self.options), initrd=initrd,
-                         append=kernel_cmdline(self.options, key, modules_disk is not None),
+        arch = arch_mod.get(self.kernel.arch)
+        cfg = QemuConfig(kernel=boot_image(self.kernel, self.paths, self.options), initrd=initrd, arch=arch,
+                         append=kernel_cmdline(self.options, key, modules_disk is not None, arch=arch),
                          console_log=self.workdir / "console.log", qmp_socket=self._sockdir / "qmp.sock",
                          memory_mb=self.options.memory_mb, cpus=self.options.cpus, accel=self.accel.accel,
                          cpu_model=self.options.cpu_model, disks=disks, iommu=self.options.iommu,
                          devices=self.options.devices, extra_args=self.options.extra_qemu_args)
         t0 = time.monotonic()
         try:
-            if not (self.options.snapshot and self._restore(cfg)):
+            # a restored guest's RNG is reseeded through vmgenid, which QEMU gives only ACPI guests (not arm64's
+            # firmware-less virt): there every guest boots afresh
+            if not (self.options.snapshot and arch.vmgenid and self._restore(cfg)):
                 self.machine = Machine(replace(cfg, disks=[*disks, *self.disks]), self.workdir, log=self.log)
                 self.machine.start()
                 self._wait_ready(self.machine)

@@ -33,6 +33,7 @@ class FakeKernel:
     name: str = "debian-6.1"
     image: Path = Path("/nonexistent")
     config: dict = field(default_factory=dict)  # unknown, as for a bare bzImage: every cell is kept
+    arch: str = "x86_64"
 
     def missing_config(self, *options):
         return []
@@ -42,7 +43,7 @@ class FakeKernel:
 
 
 def fake_setup(monkeypatch, calls: list):
-    def build_rootfs(paths, log=print):
+    def build_rootfs(paths, log=print, arch="x86_64"):
         calls.append("build_rootfs")
         log("pinharness: building guest image bookworm-0000 with mmdebstrap (about a minute)")
 
@@ -208,7 +209,7 @@ def test_failed_kvm_canary_leaves_no_socket_directory(tmp_path, monkeypatch, exc
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(vm_mod, "build_initramfs", lambda kernel, paths: tmp_path / "initrd")
-    monkeypatch.setattr(vm_mod.kernel_image, "kind", lambda path: "bzimage")
+    monkeypatch.setattr(vm_mod.kernel_image, "kind", lambda path, arch="x86_64": "bzimage")
     monkeypatch.setattr(vm_mod, "Machine", FailingMachine(exc))
     monkeypatch.setattr("harness.vm.qemu.kvm_usable_device", lambda: None)
     kern = FakeKernel("debian:6.1")
@@ -227,7 +228,7 @@ def test_failed_boot_leaves_no_socket_directory(tmp_path, monkeypatch, exc):
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(vm_mod, "build_initramfs", lambda kernel, paths, log=None: tmp_path / "initrd")
     monkeypatch.setattr(vm_mod, "build_modules_disk", lambda kernel, paths, log=None: None)
-    monkeypatch.setattr(vm_mod.kernel_image, "kind", lambda path: "bzimage")
+    monkeypatch.setattr(vm_mod.kernel_image, "kind", lambda path, arch="x86_64": "bzimage")
 
     class Machine(FailingMachine):
         exit_status = None

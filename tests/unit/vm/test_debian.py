@@ -75,6 +75,7 @@ class FakeIndex:
 
     def __init__(self, by_suite):
         self.by_suite = by_suite
+        self.arch = "amd64"
 
     def kernels(self, suites):
         return [k for s in suites for k in self.by_suite.get(s.name, [])]
