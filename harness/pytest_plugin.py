@@ -29,7 +29,9 @@ from typing import Optional
 import pytest
 
 from harness.kbuild import debian_src
+from harness.vm import arch as arch_mod
 from harness.vm import kernel as kernel_mod
+from harness.vm.arch import DEFAULT as DEFAULT_ARCH, with_arch
 from harness.errors import HarnessError, VMError
 from harness.vm.host import Paths
 from harness.vm.image import GuestImage, build_rootfs, make_scratch_disk
@@ -37,7 +39,7 @@ from harness.vm.kernel import Kernel
 from harness.vm.qemu import AccelChoice
 from harness.pins.stressors import parse as parse_stressors
 from harness.vm.vm import VM, VMOptions, pick_accel
-from harness.pins.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
+from harness.pins.workloads import WORKLOADS, needed_config, run_workload, workload_disks, workload_vm_options
 
 # The kernels each VM test runs on unless --kernel says otherwise: the bug's past (6.1, pins allowed)
 # and the refusal (6.12). Today's kernel (debian:sid, in the main job's defaults) has its own pin
@@ -53,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--kernel", action="append", default=[], metavar="SPEC",
                 help="kernel to test (repeatable): debian:6.1, debian:6.12, a bzImage/vmlinux path, "
                      "or tree:PATH. Default: debian:6.1 and debian:6.12")
+    g.addoption("--arch", action="append", default=[], metavar="A,B",
+                help="run every kernel on these guest architectures (x86_64, arm64; default x86_64)")
     g.addoption("--kernel-tree", action="append", default=[], metavar="PATH",
                 help="a built kernel tree or O= build directory (repeatable); with --build, a source tree")
     g.addoption("--build", action="store_true",
@@ -99,8 +103,8 @@ class PinSession:
     config: pytest.Config
     paths: Paths = field(default_factory=Paths.default)
     kernels: dict = field(default_factory=dict)
-    accel: Optional[AccelChoice] = None
-    image: Optional[GuestImage] = None
+    accels: dict = field(default_factory=dict)  # arch -> AccelChoice
+    images: dict = field(default_factory=dict)  # arch -> GuestImage
     vm_tests: dict = field(default_factory=dict)  # nodeid -> outcome
 
     @property
@@ -113,7 +117,9 @@ class PinSession:
     def kernel_specs(self) -> list[str]:
         specs = list(self.config.getoption("--kernel")) + [
             f"tree:{t}" for t in self.config.getoption("--kernel-tree")]
-        return specs or list(TEST_KERNELS)
+        specs = specs or list(TEST_KERNELS)
+        arches = [a for v in self.config.getoption("--arch") for a in v.split(",") if a]
+        return list(dict.fromkeys(with_arch(s, a) for a in arches for s in specs)) if arches else specs
 
     def kernel(self, spec: str) -> Kernel:
         if spec not in self.kernels:
@@ -132,16 +138,20 @@ class PinSession:
         out = build_mod.default_out(tree, configs, self.paths)
         return build_mod.build(build_mod.BuildRequest(tree, out, configs), log=print).out
 
-    def guest_image(self) -> GuestImage:
-        if self.image is None:
-            self.image = build_rootfs(self.paths)
-        return self.image
+    def guest_image(self, arch: str = DEFAULT_ARCH) -> GuestImage:
+        if arch not in self.images:
+            self.images[arch] = build_rootfs(self.paths, arch=arch)
+        return self.images[arch]
+
+    def image_for(self, kernel: Kernel, image: GuestImage) -> GuestImage:
+        """``image`` when it is of the kernel's architecture, else that architecture's image."""
+        return image if image.arch == kernel.arch else self.guest_image(kernel.arch)
 
     def accel_for(self, kernel: Kernel) -> AccelChoice:
-        if self.accel is None:
-            self.accel = pick_accel(self.config.getoption("--accel"), kernel, self.paths,
-                                    self.artifacts / "_accel", log=_warn)
-        return self.accel
+        if kernel.arch not in self.accels:
+            self.accels[kernel.arch] = pick_accel(self.config.getoption("--accel"), kernel, self.paths,
+                                                  self.artifacts / "_accel", log=_warn)
+        return self.accels[kernel.arch]
 
     def vm_options(self, node) -> VMOptions:
         opts = VMOptions(memory_mb=self.config.getoption("--vm-memory"), cpus=self.config.getoption("--vm-cpus"),
@@ -261,8 +271,8 @@ def scratch_disk(request, fs_type, tmp_path):
 
 def _boot(request, kernel: Kernel, image: GuestImage, workdir: Path, disks=()) -> VM:
     sess = _session(request)
-    vm = VM(kernel, image, sess.paths, workdir, sess.vm_options(request.node), disks=list(disks),
-            accel=sess.accel_for(kernel), log=print)
+    vm = VM(kernel, sess.image_for(kernel, image), sess.paths, workdir, sess.vm_options(request.node),
+            disks=list(disks), accel=sess.accel_for(kernel), log=print)
     try:
         return vm.boot()
     except HarnessError as exc:
@@ -333,7 +343,7 @@ def pin_workload(request, vm, scratch_fs, ph_session):
     wl = workload_request(request.node)
     if wl is None:
         raise pytest.UsageError("pin_workload needs @pytest.mark.workload(NAME, stressors=...)")
-    missing = vm.kernel.missing_config(*WORKLOADS[wl.name].kconfig)
+    missing = vm.kernel.missing_config(*needed_config(WORKLOADS[wl.name], vm.kernel.arch))
     if missing:
         pytest.skip(f"{vm.kernel.name} lacks {', '.join(missing)}")
 
@@ -354,20 +364,22 @@ def check_cell(request, session: "PinSession", kernel: Kernel, kernel_spec: str,
     from harness.pins import oracle
     from harness.pins.matrix import Cell, run_cell
 
-    missing = kernel.missing_config(*WORKLOADS[workload].kconfig)
+    missing = kernel.missing_config(*needed_config(WORKLOADS[workload], kernel.arch))
     if missing:
         pytest.skip(f"{kernel.name} lacks {', '.join(missing)}")
     cell = Cell(kernel_spec, workload, fs, parse_stressors(stressors))
-    exp = oracle.expectation(kernel.version_tuple, workload, fs, cell.stressors, config=kernel.config)
+    exp = oracle.expectation(kernel.version_tuple, workload, fs, cell.stressors, config=kernel.config,
+                              arch=kernel.arch)
     assert exp is not None, f"no oracle row for {cell.id}"
     if exp.bug:
         request.applymarker(pytest.mark.xfail(strict=True, raises=KnownBugReproduced,
                                               reason=f"known bug: {exp.expect} ({exp.why})"))
-    res = run_cell(cell, kernel, request.getfixturevalue("guest_image"), session.paths, session.artifacts / subdir,
+    res = run_cell(cell, kernel, session.image_for(kernel, request.getfixturevalue("guest_image")), session.paths,
+                   session.artifacts / subdir,
                    session.accel_for(kernel), session.vm_options(request.node), log=lambda s: None)
     assert res.status not in ("ERROR", "SKIP"), f"{res.status}: {res.detail} (artifacts: {res.artifacts})"
     assert res.ok, f"{res.status}: {res.detail}; expected {res.expect} (artifacts: {res.artifacts})"
-    if session.vm_options(request.node).snapshot:  # the outcome above came from a restored guest
+    if session.vm_options(request.node).snapshot and arch_mod.get(kernel.arch).vmgenid:  # from a restored guest
         summary = json.loads((Path(res.artifacts) / "vm" / "vm.json").read_text())
         assert summary.get("snapshot"), f"the guest was booted afresh, not restored (artifacts: {res.artifacts})"
     if exp.bug:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
+from harness.vm.arch import ARCHES, with_arch
 from harness.vm.host import Paths
 from harness.cli.run import say
 from harness.vm.image import MKFS, build_rootfs, make_scratch_disk
@@ -18,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default=kernel_mod.DEFAULT_KERNELS[0], metavar="SPEC",
                    help="debian:LINE | debian:SUITE (sid, trixie...) | debian:RELEASE | debian-src:LINE | bzImage/vmlinux path | "
                         "tree:PATH (default: %(default)s)")
+    p.add_argument("--arch", default=None, choices=tuple(ARCHES),
+                   help="guest architecture (default: x86_64, or what --kernel names with @arm64 or its image is)")
     p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image")
     p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
@@ -35,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Harness messages (progress, the KVM fallback) go to stderr: stdout is the guest's output alone."""
     paths = Paths.default()
-    k = debian_src.resolve_spec(args.kernel, paths, modules=args.modules, log=say, refresh=args.refresh)
-    image = build_rootfs(paths, log=say)
+    spec = with_arch(args.kernel, args.arch) if args.arch else args.kernel
+    k = debian_src.resolve_spec(spec, paths, modules=args.modules, log=say, refresh=args.refresh)
+    image = build_rootfs(paths, log=say, arch=k.arch)
     workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []
     status = 0

@@ -8,10 +8,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from harness.kbuild import debian_src
 from harness.vm import kernel as kernel_mod
+from harness.vm.arch import ARCHES, with_arch
 from harness.results import model as results_mod
 from harness.results.compare import compare
 from harness.vm.host import Paths
@@ -52,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "sid, experimental), debian:RELEASE, debian-src:LINE (Debian's linux-source built base+pins), "
                         "a bzImage/vmlinux path, tree:PATH "
                         f"(default: {', '.join(kernel_mod.DEFAULT_KERNELS)})")
+    p.add_argument("--arch", type=_csv, action="extend", default=None, metavar="A,B",
+                   help=f"guest architectures (repeatable, comma-separated): {', '.join(ARCHES)}; every --kernel runs "
+                        "on each (default: x86_64; a spec may also end in @arm64, e.g. debian:6.1@arm64)")
     p.add_argument("--modules", type=Path, help="modules directory (lib/modules/<release>) for a --kernel image path")
     p.add_argument("--refresh", action="store_true", help="read Debian's package indexes anew (else once a day)")
     p.add_argument("--fs", type=_csv, action="extend", default=None,
@@ -146,10 +150,17 @@ def check_fs_names(fss: list[str]) -> None:
         raise HarnessError(f"unknown file system {unknown[0]!r}: use one of {', '.join(MKFS)}")
 
 
+def kernel_specs(kernels: Sequence[str], arches: Optional[Sequence[str]]) -> list[str]:
+    """Every kernel spec on every architecture asked for (the arch as an @ suffix; x86_64 has none)."""
+    if not arches:
+        return list(kernels)
+    return list(dict.fromkeys(with_arch(s, a) for a in arches for s in kernels))
+
+
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
     progress = Progress(jobs=max(1, args.jobs))
-    specs = args.kernel or list(kernel_mod.DEFAULT_KERNELS)
+    specs = kernel_specs(args.kernel or list(kernel_mod.DEFAULT_KERNELS), args.arch)
     fss = args.fs or ["ext4", "xfs"]
     check_fs_names(fss)  # every name is checked before anything is downloaded, built or booted
     requested = cells(specs, args.workload or list(WORKLOADS), fss, args.stressor)
@@ -167,9 +178,12 @@ def run(args: argparse.Namespace) -> int:
                   "confirm": {"surprises": policy.surprises, "known": policy.known}}
     t0 = time.monotonic()
     try:
-        image = build_rootfs(paths, log=progress.log)
-        accel = choose_accel(args, kernels[specs[0]], paths, out, progress)
-        meta.update({"accel": accel.accel, "accel_reason": accel.reason})
+        by_arch = {k.arch: k for k in kernels.values()}  # a guest image and an accelerator per architecture
+        images = {a: build_rootfs(paths, log=progress.log, arch=a) for a in by_arch}
+        accels = {a: choose_accel(args, k, paths, out, progress) for a, k in by_arch.items()}
+        first = accels[kernels[specs[0]].arch]
+        meta.update({"accel": first.accel, "accel_reason": first.reason,
+                     "accels": {a: c.accel for a, c in accels.items()}})
 
         stopping = threading.Event()  # the run is over: a cell still running in another worker stays quiet
 
@@ -185,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
             def attempt(n: int) -> CellResult:  # run n > 1 of a cell: a fresh guest, artifacts in attempt-n/
                 if stopping.is_set():
                     raise HarnessError("the run was stopped")
-                return run_cell(cell, kernels[cell.kernel], image, paths, out if n == 1 else out / f"attempt-{n}",
-                                accel, VMOptions(memory_mb=args.memory, accel=args.accel, snapshot=not args.no_snapshot),
+                kern = kernels[cell.kernel]
+                return run_cell(cell, kern, images[kern.arch], paths, out if n == 1 else out / f"attempt-{n}",
+                                accels[kern.arch], VMOptions(memory_mb=args.memory, accel=args.accel, snapshot=not args.no_snapshot),
                                 pages=args.pages,
                                 log=log)
 

@@ -25,7 +25,7 @@ from harness.vm.kernel import Kernel
 from harness.vm.qemu import AccelChoice
 from harness.crash.report import write_reports
 from harness.vm.vm import VM, VMOptions
-from harness.pins.workloads import WORKLOADS, run_workload, workload_disks, workload_vm_options
+from harness.pins.workloads import WORKLOADS, needed_config, run_workload, workload_disks, workload_vm_options
 
 SCRATCH_SERIAL = "scratch0"
 
@@ -103,6 +103,14 @@ class LeftOut:
     missing: tuple[str, ...]  # CONFIG_ names
 
 
+def unrunnable(spec, kernel: Kernel) -> tuple[str, ...]:
+    """What ``kernel`` lacks to run workload ``spec``: CONFIG_ options its config lacks, or the
+    workload's port to the kernel's architecture; () when it can (or its config is unknown)."""
+    if kernel.arch not in spec.arches:
+        return (f"a {kernel.arch} port of {spec.name}",)
+    return tuple(kernel.missing_config(*needed_config(spec, kernel.arch))) if kernel.config else ()
+
+
 def split_runnable(matrix: Sequence[Cell], kernels: Mapping[str, Kernel]) -> tuple[list[Cell], list[LeftOut]]:
     """The cells whose kernel can run them, and the others, decided before any boot from the
     kernel's config; a kernel whose config is unknown keeps all its cells (run_cell decides)."""
@@ -110,7 +118,7 @@ def split_runnable(matrix: Sequence[Cell], kernels: Mapping[str, Kernel]) -> tup
     left: list[LeftOut] = []
     for c in matrix:
         kernel = kernels[c.kernel]
-        missing = tuple(kernel.missing_config(*WORKLOADS[c.workload].kconfig)) if kernel.config else ()
+        missing = unrunnable(WORKLOADS[c.workload], kernel)
         if missing:
             left.append(LeftOut(c, missing))
         else:
@@ -134,10 +142,11 @@ def run_cell(cell: Cell, kernel: Kernel, image: GuestImage, paths: Paths, artifa
     workdir.mkdir(parents=True, exist_ok=True)
     res = CellResult(cell, release=kernel.release, accel=accel.accel, artifacts=str(workdir))
     (workdir / KERNEL_FILE).write_text(json.dumps(kernel.record(config_options(cell.workload)), indent=1, default=str))
-    exp = oracle.expectation(kernel.version_tuple, cell.workload, cell.fs, cell.stressors, config=kernel.config)
+    exp = oracle.expectation(kernel.version_tuple, cell.workload, cell.fs, cell.stressors, config=kernel.config,
+                              arch=kernel.arch)
     if exp is not None:
         res.expect, res.bug = exp.expect, exp.bug
-    missing = kernel.missing_config(*spec.kconfig)
+    missing = unrunnable(spec, kernel)
     if missing:
         res.status, res.detail = "SKIP", f"{kernel.name} lacks {', '.join(missing)}"
         _save(res, workdir)

@@ -138,13 +138,19 @@ def _version_matches(rule: str, version: tuple[int, ...]) -> bool:
     return {"<": v < want, "<=": v <= want, ">": v > want, ">=": v >= want, "==": v == want}[op]
 
 
-def kernel_matches(rule: str, version: tuple[int, ...], config: Optional[dict] = None) -> bool:
-    """A kernel rule: a version rule, then optional config conditions, e.g. "<6.5 !LRU_GEN_ENABLED"
-    (NAME: CONFIG_NAME is y or m; !NAME: it is not; unknown config matches neither)."""
+def kernel_matches(rule: str, version: tuple[int, ...], config: Optional[dict] = None,
+                   arch: str = "x86_64") -> bool:
+    """A kernel rule: a version rule, then optional conditions, e.g. "<6.5 !LRU_GEN_ENABLED arch=arm64"
+    (NAME: CONFIG_NAME is y or m; !NAME: it is not; unknown config matches neither; arch=A: the guest
+    architecture is A; a rule without arch= holds on every architecture)."""
     words = rule.split()
     if not _version_matches(words[0], version):
         return False
     for cond in words[1:]:
+        if cond.startswith("arch="):
+            if cond[len("arch="):] != arch:
+                return False
+            continue
         neg = cond.startswith("!")
         name = "CONFIG_" + cond.lstrip("!").removeprefix("CONFIG_")
         if config is None or not config:
@@ -155,11 +161,12 @@ def kernel_matches(rule: str, version: tuple[int, ...], config: Optional[dict] =
 
 
 def expectation(version: tuple[int, ...], workload: str, fs: str, stressors: Sequence[str],
-                table: Optional[list[Expectation]] = None, config: Optional[dict] = None) -> Optional[Expectation]:
+                table: Optional[list[Expectation]] = None, config: Optional[dict] = None,
+                arch: str = "x86_64") -> Optional[Expectation]:
     st = "+".join(sorted(stressors))
     for row in table if table is not None else load():
         row_st = "+".join(sorted(row.stressors.split("+"))) if row.stressors != "*" else "*"
-        if (kernel_matches(row.kernel, version, config) and fnmatch.fnmatchcase(workload, row.workload)
+        if (kernel_matches(row.kernel, version, config, arch) and fnmatch.fnmatchcase(workload, row.workload)
                 and fnmatch.fnmatchcase(fs, row.fs) and (row_st == "*" or row_st == st)):
             return row
     return None

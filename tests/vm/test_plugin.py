@@ -33,11 +33,11 @@ def test_inner(vm, scratch_fs):
 '''
 
 
-def _run_inner(pytester, ph_session, kernel_spec, source):
+def _run_inner(pytester, ph_session, kernel, kernel_spec, source):
     pytester.makepyfile(test_inner=source)
     art = pytester.path / "artifacts"
     result = pytester.runpytest_subprocess(
-        "--kernel", kernel_spec, "--accel", ph_session.accel.accel if ph_session.accel else "auto",
+        "--kernel", kernel_spec, "--accel", ph_session.accel_for(kernel).accel,
         "--artifacts", str(art), "-p", "no:cacheprovider", timeout=900)
     return result, art
 
@@ -49,7 +49,7 @@ def test_warning_fails_the_test_with_its_title(pytester, ph_session, kernel, ker
     assert rows, f"no odirect/ext4 WARNING cell for {kernel.release} in the oracle"
     stressors = rows[0].stressors
     ph_session.accel_for(kernel)
-    result, art = _run_inner(pytester, ph_session, kernel_spec, INNER_WARNING.format(stressors=stressors))
+    result, art = _run_inner(pytester, ph_session, kernel, kernel_spec, INNER_WARNING.format(stressors=stressors))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*kernel reported during the test: *WARNING in ext4_dirty_folio*"])
     outcome = json.loads(next(art.rglob("outcome.json")).read_text())
@@ -61,6 +61,6 @@ def test_warning_fails_the_test_with_its_title(pytester, ph_session, kernel, ker
 
 def test_hung_task_fails_the_test_with_its_title(pytester, ph_session, kernel, kernel_spec):
     ph_session.accel_for(kernel)
-    result, art = _run_inner(pytester, ph_session, kernel_spec, INNER_HUNG)
+    result, art = _run_inner(pytester, ph_session, kernel, kernel_spec, INNER_HUNG)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*kernel reported during the test: INFO: task hung in *"])

@@ -10,7 +10,7 @@ from typing import Optional
 
 from harness.errors import HarnessError
 from harness.pins import stressors as stressors_mod
-from harness.pins.workloads import WORKLOADS, WorkloadSpec
+from harness.pins.workloads import WORKLOADS, WorkloadSpec, needed_config
 
 KERNEL_FILE = "kernel.json"  # written by matrix.run_cell beside cell.json
 # The options a maintainer asks about first (the pin paths' own come from the workload's kconfig).
@@ -20,7 +20,7 @@ CONFIG_OPTIONS = ("LRU_GEN", "LRU_GEN_ENABLED", "TRANSPARENT_HUGEPAGE", "TRANSPA
 
 def config_options(workload: str) -> tuple[str, ...]:
     """CONFIG_ names worth quoting for a finding of ``workload``."""
-    return tuple(dict.fromkeys(CONFIG_OPTIONS + WORKLOADS[workload].kconfig))
+    return tuple(dict.fromkeys(CONFIG_OPTIONS + needed_config(WORKLOADS[workload])))
 
 
 @dataclass(frozen=True)

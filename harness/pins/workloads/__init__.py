@@ -48,6 +48,7 @@ class WorkloadSpec:
     libs: tuple[str, ...] = ()  # extra link flags
     partial_pages: bool = False  # the device writes a region of each page; verify checks that region
     tools: tuple[str, ...] = ()  # commands ``prepare`` runs beyond a shell's basics (a repro's initramfs copies them)
+    arches: tuple[str, ...] = ("x86_64", "arm64")  # guest architectures it runs on (harness.vm.arch)
 
 
 VFIO_PREPARE = r"""
@@ -133,7 +134,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
     "vfio": WorkloadSpec(
         "vfio", "vfio.c",
         "VFIO type1 DMA map of the mapping (vIOMMU + QEMU edu device); edu DMA-writes while writeback/reclaim run",
-        kconfig=("VFIO_PCI", "VFIO_IOMMU_TYPE1", "INTEL_IOMMU", "MEMCG"), source_disk=False,
+        kconfig=("VFIO_PCI", "VFIO_IOMMU_TYPE1", "MEMCG"), source_disk=False,
         vm={"memory_mb": 512, "iommu": True, "devices": ("edu",)}, default_stressors=("bh-fill", "reclaim"),
         prepare=VFIO_PREPARE, tools=("modprobe",)),
     "rdma": WorkloadSpec(
@@ -152,7 +153,8 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "kvm", "kvm.c",
         "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
         kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"),
-        prepare=KVM_PREPARE, tools=("modprobe",)),
+        prepare=KVM_PREPARE, tools=("modprobe",),
+        arches=("x86_64",)),  # kvm.c drives an x86 L2 (real-mode code, x86 registers); an arm64 L2 is not written
     "vhost_net": WorkloadSpec(
         "vhost_net", "vhost_net.c",
         "vhost-net with its receive ring and buffers in the mapping (tap backend); the vhost worker writes "
@@ -183,6 +185,14 @@ WORKLOADS: dict[str, WorkloadSpec] = {
 
 
 
+def needed_config(spec: WorkloadSpec, arch: str = "x86_64") -> tuple[str, ...]:
+    """The CONFIG_ options ``spec`` needs on ``arch``: its own, and the arch's IOMMU driver when it wants one."""
+    from harness.vm import arch as arch_mod
+
+    iommu = (arch_mod.get(arch).iommu_kconfig,) if spec.vm.get("iommu") else ()
+    return tuple(dict.fromkeys(spec.kconfig + iommu))
+
+
 def _pattern_page(tag: bytes, index: int) -> bytes:
     page = bytearray(tag * PAGE)
     page[0:8] = b"PINHARNS"
@@ -202,16 +212,23 @@ def make_source_disk(directory: Path, pages: int, tag: bytes = b"B", extra_pages
 
 # --------------------------------------------------------------------------- build
 
-def build(name: str, paths: Paths, timeout: float = 300) -> Path:
-    """Compile workload ``name`` statically with the host gcc; cached by source hash."""
+def build(name: str, paths: Paths, timeout: float = 300, arch: str = "x86_64") -> Path:
+    """Compile workload ``name`` for ``arch`` with the host's gcc or cross gcc (statically unless the
+    spec says otherwise); cached by source and compiler."""
+    from harness.vm import arch as arch_mod
+
     spec = WORKLOADS[name]
-    gcc = require_tool("gcc")
+    row = arch_mod.get(arch)
+    if row.name not in spec.arches:
+        raise HarnessError(f"workload {name} does not run on {row.name} (it runs on {', '.join(spec.arches)})")
+    gcc = require_tool(f"{row.cross_prefix}gcc")
     srcs = [HERE / spec.source, *sorted(HERE.glob("*.h"))]
     h = hashlib.sha256()
     for s in srcs:
         h.update(s.read_bytes())
     h.update(subprocess.run([gcc, "--version"], capture_output=True, text=True, timeout=60).stdout.encode())
-    out = paths.sub("workloads") / f"{name}-{h.hexdigest()[:12]}"
+    out = paths.sub("workloads") / (f"{name}-{h.hexdigest()[:12]}" if row.name == arch_mod.DEFAULT
+                                    else f"{name}-{row.name}-{h.hexdigest()[:12]}")
     if out.exists():
         return out
     tmp = out.with_suffix(".tmp")
@@ -220,8 +237,8 @@ def build(name: str, paths: Paths, timeout: float = 300) -> Path:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise HarnessError(f"building workload {name} failed: {last} (are libc6-dev and "
-                           "libibverbs-dev installed? `python -m harness setup`)")
+        raise HarnessError(f"building workload {name} for {row.name} failed: {last} (are "
+                           f"{' and '.join(row.cross_packages)} and libibverbs-dev installed? `python -m harness setup`)")
     tmp.rename(out)
     return out
 
@@ -343,7 +360,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     from harness.pins.stressors import Stressors
 
     spec = WORKLOADS[name]
-    binary = build(name, paths)
+    binary = build(name, paths, arch=vm.kernel.arch)
     vm.run(f"mkdir -p {GUEST_DIR}", timeout=30, check=True)
     vm.put(binary, f"{GUEST_DIR}/{name}", mode=0o755)
     src = ""

@@ -16,6 +16,7 @@ from results_samples import sample_run, cell_results
 class FakeKernel:
     spec: str
     config: dict = field(default_factory=dict)  # {}: unknown, as for a bare bzImage
+    arch: str = "x86_64"
 
     def missing_config(self, *options):
         return [f"CONFIG_{o}" for o in options if self.config.get(f"CONFIG_{o}") not in ("y", "m")]
@@ -47,7 +48,7 @@ def _fake_vm_layer(monkeypatch, ran, script=None, config=None, accel_log=()):
             log(line)
         return AccelChoice("tcg", "no /dev/kvm")
 
-    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths, log=None: None)
+    monkeypatch.setattr(run_cmd, "build_rootfs", lambda paths, log=None, arch="x86_64": None)
     monkeypatch.setattr(run_cmd.kernel_mod, "resolve", lambda spec, paths, **kw: FakeKernel(spec, dict(config or {})))
     monkeypatch.setattr(run_cmd, "pick_accel", pick_accel)
     monkeypatch.setattr(run_cmd, "run_cell", run_cell)
