@@ -121,7 +121,9 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: KASAN:", "KASAN: {1} {3} in {4}", type=KASAN,
                report=expand(r"BUG: KASAN: ([a-z\-]+) in {{FUNC}}(?:.*\n)+?.*(Read|Write) (?:of size|at addr) (?:[0-9a-f]+)"),
                alt=("bad-access in {4}",),
-               stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:[a-z\-]+) in {{FUNC}}"), CALL_TRACE, STACK))),
+               # arm64 KASAN_HW_TAGS reports come from the tag-check fault path (syzkaller's skip list).
+               stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:[a-z\-]+) in {{FUNC}}"), CALL_TRACE, STACK),
+                               skip=("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_"))),
         Format(r"BUG: KASAN:", "KASAN: invalid-free in {2}", type=KASAN,
                report=expand(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {{FUNC}}"),
                alt=("invalid-free in {2}",),
@@ -405,6 +407,15 @@ OOPSES: tuple[Oops, ...] = (
     Oops("Internal error:", BUG, (
         Format(r"Internal error:", "Internal error in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
     )),
+    # arm64 (arch/arm64/kernel/traps.c arm64_serror_panic): "SError Interrupt on CPU5, code 0xbf000002 -- SError",
+    # the registers, then "Kernel panic - not syncing: Asynchronous SError Interrupt" with the stack.  syzbot only
+    # sees the panic and calls it "kernel panic: Asynchronous SError Interrupt" (kept as an alternative title); the
+    # pc names where the asynchronous abort was taken, or else the first frame under the exception entry.
+    Oops("SError Interrupt", PANIC, (
+        Format(r"SError Interrupt on CPU[0-9]+", "SError Interrupt in {1}",
+               alt=("kernel panic: Asynchronous SError Interrupt",), no_stack_trace=True,
+               stack=StackSpec(parts=(_RIP_FRAME,), parts2=(CALL_TRACE, STACK))),
+    ), header=r"SError Interrupt on CPU[0-9]+, code", ours=True),
     Oops("Unhandled fault:", BUG, (
         Format(r"Unhandled fault:", "Unhandled fault in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
     ), absorbs=(r"Internal error:",)),
@@ -512,7 +523,7 @@ MARKER_ANCHORS: tuple[str, ...] = (
     "panic",  # Kernel panic, rust_kernel: panicked, trusty: panic
     "fault",  # general protection fault, PANIC: double fault, Unhandled fault:
     "error:",  # divide error:, divide_error:, Internal error:, fatal error:
-    "segment: ", "int3: ", "unregister_netdevice", "opcode:", "page dumped",
+    "segment: ", "int3: ", "unregister_netdevice", "opcode:", "page dumped", "SError Interrupt",
 )
 MARKER_CHUNK = 1 << 16
 MARKER_SAMPLE = (16, 1024)  # the rarest characters are counted in 16 evenly spread slices of 1 KB
@@ -578,7 +589,11 @@ FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}|^ *{{PC}} \(([a-zA-Z0-9_.]+)\)
 UNRELIABLE_FRAME = r"\(unreliable\)\s*$"
 
 # A last line that ends a stack trace properly (a log that stops right after it is not cut mid-trace).
-STACK_END = r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+# arm64 prints no closing marker: its unwinder stops at the outermost frame of the task (the user-mode exception
+# vector, ret_from_fork, or the boot and secondary CPU entry).
+STACK_END = (r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+             r"|^ *(?:ret_from_fork|el0t_(?:64|32)_(?:sync|irq|fiq|error)|el0_(?:sync|irq|error)(?:_compat)?"
+             r"|__primary_switched|__secondary_switched)\+0x")
 
 # syzbot's finer types (pkg/report/crash), by title prefix; the first match wins.
 SUBTYPES: tuple[tuple[str, str], ...] = (
@@ -659,9 +674,16 @@ SKIP_FRAMES: tuple[str, ...] = (
     "device_remove_file", "tty_unregister_device", "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs",
     "usb_control_msg", "usb_hcd_submit_urb", "usb_submit_urb", "logic_in", "logic_out", "crc_itu_t",
     "sk_stop_timer_sync", "mark_buffer_dirty", "extract_(user|iter)_to_sg",
-    # arm64 exception entry: the fault handlers and the user-mode entry are never the culprit.
+    # arm64 exception entry and exit (arch/arm64/kernel/entry*.{S,c}, traps.c, debug-monitors.c, mm/fault.c):
+    # the vectors, their C handlers, the fault/BUG/debug paths and the user-mode syscall entry are never the
+    # culprit.  invoke_syscall stays: it is the stall anchor that do_syscall_64 is on x86 (STALL_ANCHORS), and
+    # __arm64_sys_* are titled without their prefix, as __x64_sys_* are (STRIP_FRAME_PREFIXES).
     "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
-    "^el0t_64_sync", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
+    "^el1h_64_(?:irq|fiq|error)(?:_handler)?$", "^el1_(?:pc|undef|bti|dbg|fpac|inv|interrupt|brk64)$", "^__el1_irq$",
+    "^el0t_(?:64|32)_(?:sync|irq|fiq|error)", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
+    "^(?:do_debug_exception|do_serror|do_bad_area|do_tag_check_fault|do_el1_(?:undef|bti|fpac)|do_undefinstr)$",
+    "^(?:call_(?:el1_)?break_hook|brk_handler|bug_handler|bug_brk_handler|early_brk64|reserved_fault_handler)$",
+    "^(?:__die|die|die_kernel_fault|arm64_notify_die|arm64_force_sig_fault)$",
 )
 
 # Prefixes that differ between architectures/kernels for the same syscall frame.
