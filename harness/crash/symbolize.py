@@ -573,12 +573,22 @@ def kaslr_slide(report: str, sym: Symbolizer) -> int:
     return 0
 
 
+# arm64's register dump names the link register as a frame: "lr : func+0x1c/0x40 [mod]" (a return address).
+_LR_LINE = re.compile(r"^\s*lr\s*:\s*")
+
+
+def _frame_of(line: str) -> Optional[Frame]:
+    """The frame a report line shows, the arm64 lr line's included (not one of the report's frames)."""
+    lr = _LR_LINE.match(line)
+    return console.parse_frame_line(line[lr.end():] if lr else line)
+
+
 def symbolize_text(report: str, sym: Symbolizer) -> str:
     """The report with file:line after each frame and inlined frames above it."""
     slide = kaslr_slide(report, sym)
     out = []
     for line in report.split("\n"):
-        frame = console.parse_frame_line(line)
+        frame = _frame_of(line)
         if frame is None or frame.file is not None or frame.inlined:
             out.append(line)
             continue
