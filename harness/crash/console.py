@@ -423,9 +423,12 @@ def _strip_frame(frame: str) -> str:
 def _extract_stack(spec: StackSpec, text: str) -> tuple[list[tuple[str, str]], bool]:
     skip = _skip_re(spec.skip)
     frames, ok = _extract_parts(spec.parts, spec.extractor, text, skip)
-    if ok or not spec.parts2:
-        return frames, ok
-    return _extract_parts(spec.parts2, spec.extractor, text, skip)
+    for parts in (spec.parts2, *spec.more):
+        if ok:
+            break
+        if parts:
+            frames, ok = _extract_parts(parts, spec.extractor, text, skip)
+    return frames, ok
 
 
 def _add_frames(raw: list[str], match, skip) -> None:
@@ -578,8 +581,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
 def guilty_file(report: str, title: str = "") -> Optional[str]:
     """The first source file in the report that is not generic plumbing."""
     if title.startswith("INFO: rcu detected stall"):
-        for anchor in ("apic_timer_interrupt+0x", "sysvec_apic_timer_interrupt", "el1h_64_irq+0x",
-                       "Exception stack"):
+        for anchor in table.RCU_STALL_ENTRIES:
             pos = report.find(anchor)
             if pos != -1:
                 found = _guilty_in(report[pos:])

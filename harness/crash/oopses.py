@@ -61,7 +61,7 @@ class StackSpec:
     ``parts`` are matched in order over the report lines: a regex advances to
     the first line it matches (capturing groups yield frames), ``STACK`` takes
     every frame line until the next stack header.  ``parts2`` is the fallback
-    when ``parts`` yields nothing.  Frames matching ``skip`` (or the global
+    when ``parts`` yields nothing, then each of ``more`` in turn.  Frames matching ``skip`` (or the global
     SKIP_FRAMES) are never the culprit.  ``extractor`` picks among the frames:
     "first", "stall" (the caller of a dispatch anchor, for lockups/stalls) or
     "hung" (for hung tasks).
@@ -70,6 +70,7 @@ class StackSpec:
     parts: tuple[str, ...]
     parts2: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    more: tuple[tuple[str, ...], ...] = ()
     extractor: str = "first"
 
 
@@ -309,10 +310,14 @@ OOPSES: tuple[Oops, ...] = (
                              r" acquire(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: inconsistent lock state", "inconsistent lock state in {1}", type=LOCKDEP,
                report=expand(r"INFO: inconsistent lock state \](?:.*\n)+?.*takes(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        # The stalled CPU's stack under its timer interrupt.  arm64 before 6.7 dumps the task ("Task dump for CPU",
+        # under el1_irq (<5.11) or el1h_64_irq); 6.7+ prints "NMI backtrace for cpu N" with the interrupted registers
+        # and a stack that starts at their pc, as x86 shows a RIP line.
         Format(r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall", "INFO: rcu detected stall in {1}",
                alt=("stall in {1}",),
                stack=StackSpec(parts=(r"apic_timer_interrupt", _RIP_FRAME, STACK),
-                               parts2=(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)", STACK),
+                               parts2=(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq|el1_irq\+)", STACK),
+                               more=((r"NMI backtrace for cpu", _RIP_FRAME, CALL_TRACE, STACK),),
                                skip=("apic_timer_interrupt", "rcu"), extractor="stall")),
         Format(r"INFO: trying to register non-static key", "INFO: trying to register non-static key in {1}",
                type=LOCKDEP, stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("stack", "lock", "IRQ"))),
@@ -343,6 +348,13 @@ OOPSES: tuple[Oops, ...] = (
     Oops("Unable to handle kernel", BUG, (
         Format(r"Unable to handle kernel (paging request|NULL pointer dereference|access to user memory)",
                "BUG: unable to handle kernel {1} in {2}", alt=("bad-access in {2}",), stack=_RIP_STACK),
+        # arm64's permission faults (arch/arm64/mm/fault.c __do_kernel_fault, do_page_fault): x86 reports the same
+        # faults as "unable to handle page fault", titled a paging request.  syzkaller has no format for them and
+        # keeps the first line, which stays an alternative title.
+        Format(r"Unable to handle kernel (write to read-only memory|read from unreadable memory"
+               r"|execute from non-executable memory|execution of user memory|access to hypervisor-protected memory)"
+               r" at virtual address", "BUG: unable to handle kernel paging request in {2}",
+               alt=("bad-access in {2}", "Unable to handle kernel {1} at virtual address ADDR"), stack=_RIP_STACK),
     )),
     Oops("general protection fault", BUG, (
         Format(r"general protection fault.*:", "general protection fault in {1}", alt=("bad-access in {1}",),
@@ -718,6 +730,11 @@ HUNG_ANCHORS: tuple[tuple[str, str], ...] = (
 HUNG_SKIP: tuple[str, ...] = (
     "sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait", "synchronize",
     "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier",
+)
+
+# An RCU stall's guilty file is looked for from the first of these on (the stalled code under the timer interrupt).
+RCU_STALL_ENTRIES: tuple[str, ...] = (
+    "apic_timer_interrupt+0x", "sysvec_apic_timer_interrupt", "el1h_64_irq+0x", "el1_irq+0x", "Exception stack",
 )
 
 # Source files that are generic plumbing, never the guilty file.
