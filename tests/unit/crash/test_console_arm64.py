@@ -87,6 +87,32 @@ SAME_CRASH = [
               " folio_mkclean+0x90/0xd0\n __arm64_sys_msync+0x1c0/0x230\n" + EL0_SYSCALL, ""),
         "BUG: soft lockup in sys_msync", id="soft-lockup-syscall-anchor"),
     pytest.param(
+        "rcu: INFO: rcu_preempt self-detected stall on CPU\nrcu: \t1-....: (5250 ticks this GP) idle=4d7c/1/0x4000000000000000\n"
+        "NMI backtrace for cpu 1\nCPU: 1 PID: 211 Comm: mkclean_race Not tainted 6.12.57-amd64 #1\nCall Trace:\n <IRQ>\n"
+        " dump_stack_lvl+0x5d/0x80\n nmi_cpu_backtrace+0xd0/0x100\n rcu_dump_cpu_stacks+0xf5/0x140\n"
+        " rcu_sched_clock_irq+0x4ef/0xbb0\n update_process_times+0x8a/0xc0\n hrtimer_interrupt+0xfc/0x240\n"
+        " __sysvec_apic_timer_interrupt+0x4e/0x130\n sysvec_apic_timer_interrupt+0x6c/0x90\n </IRQ>\n <TASK>\n"
+        " asm_sysvec_apic_timer_interrupt+0x1a/0x20\nRIP: 0010:clean_record_shared_mapping_range+0x2e/0x60\n"
+        " page_mkclean_one+0x10a/0x1d0\n rmap_walk_file+0x148/0x2a0\n folio_mkclean+0x7e/0xb0\n"
+        " __x64_sys_msync+0x1a8/0x200\n do_syscall_64+0x5d/0xb0\n entry_SYSCALL_64_after_hwframe+0x6e/0xd8\n </TASK>\n",
+        # 6.7+ arm64: the self-detected stall prints the interrupted registers ("NMI backtrace", via IPI or pseudo-NMI).
+        arm64("rcu: INFO: rcu_preempt self-detected stall on CPU\nrcu: \t1-....: (5250 ticks this GP) idle=4d7c/1/0x4000000000000000\n"
+              "NMI backtrace for cpu 1\n",
+              "clean_record_shared_mapping_range+0x40/0x80", "page_mkclean_one+0x11c/0x200",
+              " clean_record_shared_mapping_range+0x40/0x80 (P)\n page_mkclean_one+0x11c/0x200 (L)\n"
+              " rmap_walk_file+0x16c/0x2c0\n folio_mkclean+0x90/0xd0\n __arm64_sys_msync+0x1c0/0x230\n" + EL0_SYSCALL, ""),
+        "INFO: rcu detected stall in sys_msync", id="rcu-stall-nmi-backtrace"),
+    pytest.param(
+        x86("BUG: unable to handle page fault for address: ffffffff82234000\n#PF: supervisor write access in kernel mode\n"
+            "#PF: error_code(0x0003) - permissions violation\nOops: 0003 [#1] PREEMPT SMP\n", "ext4_dirty_folio+0x40/0x70 [ext4]",
+            " folio_mark_dirty+0xc1/0x140\n __bio_release_pages+0x15d/0x2c0\n blkdev_read_iter+0x112/0x190\n"),
+        arm64("Unable to handle kernel write to read-only memory at virtual address ffff800081234000\nMem abort info:\n"
+              "Internal error: Oops: 000000009600004f [#1] SMP\n",
+              "ext4_dirty_folio+0x40/0x50 [ext4]", "folio_mark_dirty+0x58/0x90",
+              " ext4_dirty_folio+0x40/0x50 [ext4]\n folio_mark_dirty+0x58/0x90\n __bio_release_pages+0x1c4/0x2f0\n"
+              " blkdev_read_iter+0x120/0x1b0\n" + EL0_SYSCALL),
+        "BUG: unable to handle kernel paging request in ext4_dirty_folio", id="permission-fault"),
+    pytest.param(
         "INFO: task odirect:204 blocked for more than 120 seconds.\n      Not tainted 6.1.0-56-amd64 #1\n"
         "task:odirect state:D stack:0 pid:204 ppid:1 flags:0x00004002\nCall Trace:\n <TASK>\n"
         " __schedule+0x34d/0x9e0\n schedule+0x5a/0xd0\n io_schedule+0x42/0x70\n folio_wait_bit_common+0x13d/0x350\n"
@@ -174,3 +200,12 @@ def test_an_arm64_trace_ending_at_its_outermost_frame_is_not_cut():
     assert rep.title == "WARNING in ext4_dirty_folio" and not rep.corrupted
     [cut] = parse(text.rsplit(" el0_svc+", 1)[0])
     assert cut.corrupted_reason == "report is cut in the middle of a stack trace"
+
+
+def test_an_arm64_permission_fault_keeps_the_first_line_syzkaller_titles_it_by():
+    text = arm64("Unable to handle kernel execute from non-executable memory at virtual address ffff0000c1e2c2a0\n"
+                 "Internal error: Oops: 000000008600000f [#1] SMP\n", "0xffff0000c1e2c2a0", "vfs_read+0x24c/0x2f0",
+                 " 0xffff0000c1e2c2a0\n vfs_read+0x24c/0x2f0\n __arm64_sys_pread64+0xa4/0xd0\n" + EL0_SYSCALL)
+    [rep] = parse(text)
+    assert rep.title == "BUG: unable to handle kernel paging request in vfs_read"
+    assert "Unable to handle kernel execute from non-executable memory at virtual address ADDR" in rep.alt_titles
