@@ -190,6 +190,9 @@ def test_arm64_frame_markers():
     assert pc.exact and pc.file == "fs/f2fs/super.c" and pc.line == 1672
     assert not lr.exact and lr.function == "default_idle_call"
     assert mod.exact and mod.module == "ext4" and (mod.offset, mod.size) == (0x48, 0x50)
+    graph = parse_frame_line(" ext4_dirty_folio+0x48/0x50 [ext4 5b0e8f1c39a44d0e] (PF)")
+    task = parse_frame_line(" __switch_to+0xf0/0x170 (T)")
+    assert graph.exact and graph.module == "ext4" and not task.exact and task.function == "__switch_to"
 
 
 def test_an_arm64_trace_ending_at_its_outermost_frame_is_not_cut():
