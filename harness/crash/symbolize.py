@@ -279,6 +279,11 @@ class DebugInfo:
 
     # -- DWARF
 
+    @property
+    def has_dwarf(self) -> bool:
+        """Whether there is debug info to read (pyelftools also says so for a lone .eh_frame)."""
+        return any(self._elf.get_section_by_name(name) is not None for name in (".debug_info", ".zdebug_info"))
+
     def _dwarf_info(self):
         if self._dwarf is None:
             if not self._elf.has_dwarf_info():
@@ -515,14 +520,19 @@ class Symbolizer:
                 info.close()
 
     def module(self, name: str) -> Optional[DebugInfo]:
+        """The first of the module's files with DWARF (a package's plain .ko has none: its frames stay as
+        printed, and the kernel's frames are still decoded)."""
         if name not in self._modules:
             self._modules[name] = None
             for path in self._module_files(name):
                 try:
-                    self._modules[name] = DebugInfo(path, self.cache_dir)
-                    break
+                    info = DebugInfo(path, self.cache_dir)
                 except HarnessError:
                     continue
+                if info.has_dwarf:
+                    self._modules[name] = info
+                    break
+                info.close()
         return self._modules[name]
 
     def _module_files(self, name: str) -> Iterator[Path]:

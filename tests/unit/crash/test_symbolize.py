@@ -203,6 +203,24 @@ def test_module_frames_are_looked_up_in_the_modules_dir(built, tmp_path):
     assert "mark_dirty sample.c" in decoded
 
 
+def test_a_module_without_dwarf_leaves_its_frames_and_decodes_the_kernel_s(built, tmp_path):
+    # Debian's linux-image packages ship .ko files without DWARF: the module frame stays as printed.
+    from harness.crash.symbolize import symbolize_text
+
+    mods = tmp_path / "lib"
+    mods.mkdir()
+    run(["objcopy", "--strip-debug", "--remove-section=.eh_frame", "--remove-section=.rela.eh_frame",
+         str(built / "sample.o"), str(mods / "sample.ko")], built)  # kernel modules have no .eh_frame either
+    binary = built / "sample"
+    size = int(re.search(r"([0-9a-f]+) T main", run(["nm", "-S", str(binary)], built)).group(1), 16)
+    text = f"RIP: 0010:bio_release_pages+0x8/0x38 [sample]\nCall Trace:\n main+0x4/0x{size:x}\n"
+    sym = Symbolizer(binary, mods, cache_dir=tmp_path)
+    decoded = symbolize_text(text, sym).splitlines()
+    sym.close()
+    assert decoded[0] == "RIP: 0010:bio_release_pages+0x8/0x38 [sample]"
+    assert decoded[-1].startswith(f" main+0x4/0x{size:x} sample.c:")
+
+
 def test_cache_answers_without_reading_dwarf(built, tmp_path, monkeypatch):
     binary = built / "sample"
     addrs = instructions(binary)["bio_release_pages"]
