@@ -272,6 +272,8 @@ def built_a64(tmp_path_factory):
     d = tmp_path_factory.mktemp("elf_a64")
     (d / "sample.c").write_text(SAMPLE_C)
     run([A64 + "gcc", "-g", "-O2", "-fno-pie", "-no-pie", "-o", "sample", "sample.c"], d)
+    # ET_DYN like an arm64 vmlinux (CONFIG_RELOCATABLE links it -shared -Bsymbolic)
+    run([A64 + "gcc", "-g", "-O2", "-fpie", "-pie", "-o", "sample-pie", "sample.c"], d)
     run([A64 + "gcc", "-g", "-O2", "-c", "-o", "sample.o", "sample.c"], d)  # main lands in .text.startup
     return d
 
@@ -304,10 +306,11 @@ def a64_size(binary: Path, func: str) -> int:
 
 
 @needs_a64
-def test_aarch64_executable_matches_its_addr2line(built_a64, tmp_path):
-    binary = built_a64 / "sample"
+@pytest.mark.parametrize("name,e_type", [("sample", "ET_EXEC"), ("sample-pie", "ET_DYN")])
+def test_aarch64_executable_matches_its_addr2line(built_a64, tmp_path, name, e_type):
+    binary = built_a64 / name
     info = DebugInfo(binary, cache_dir=tmp_path)
-    assert info._elf["e_machine"] == "EM_AARCH64"
+    assert info._elf["e_machine"] == "EM_AARCH64" and info._elf["e_type"] == e_type and not info.relocatable
     checked = 0
     for func, addrs in a64_instructions(binary, ".text").items():
         for addr in addrs[:a64_size(binary, func) // 4]:  # objdump labels padding after main with main
