@@ -423,9 +423,12 @@ def _strip_frame(frame: str) -> str:
 def _extract_stack(spec: StackSpec, text: str) -> tuple[list[tuple[str, str]], bool]:
     skip = _skip_re(spec.skip)
     frames, ok = _extract_parts(spec.parts, spec.extractor, text, skip)
-    if ok or not spec.parts2:
-        return frames, ok
-    return _extract_parts(spec.parts2, spec.extractor, text, skip)
+    for parts in (spec.parts2, *spec.more):
+        if ok:
+            break
+        if parts:
+            frames, ok = _extract_parts(parts, spec.extractor, text, skip)
+    return frames, ok
 
 
 def _add_frames(raw: list[str], match, skip) -> None:
@@ -578,8 +581,7 @@ def _corruption(title: str, report: str, fmt: Optional[Format]) -> str:
 def guilty_file(report: str, title: str = "") -> Optional[str]:
     """The first source file in the report that is not generic plumbing."""
     if title.startswith("INFO: rcu detected stall"):
-        for anchor in ("apic_timer_interrupt+0x", "sysvec_apic_timer_interrupt", "el1h_64_irq+0x",
-                       "Exception stack"):
+        for anchor in table.RCU_STALL_ENTRIES:
             pos = report.find(anchor)
             if pos != -1:
                 found = _guilty_in(report[pos:])
@@ -626,6 +628,9 @@ _FRAME_LINE = (
     r"(?P<func>[A-Za-z_][A-Za-z0-9_.$]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
     r"(?:\s+\[(?P<mod>[A-Za-z0-9_\-]+)(?:\s+[0-9a-f]+)?\])?"
     r"(?:\s+(?P<file>[A-Za-z0-9_\-./]+\.[chSs]):(?P<line>[0-9]+))?"
+    # arm64 6.13+ (dump_backtrace_entry): where the frame came from, pc/lr/task/caller/unknown, then F (fgraph)
+    # and K (kretprobe) flags: " (P)", " (L)", " (PF)", " (K)".
+    r"(?:\s+\((?P<mark>(?=[CTPLUFK])[CTPLU]?F?K?)\))?"
 )
 _INLINE_LINE = r"^(?:\s+|(?:RIP|IP|NIP|pc|PC is at)\s*:?\s*(?:[0-9a-f]{4}:)?)(?P<func>[A-Za-z_][A-Za-z0-9_.$]*) (?P<file>[A-Za-z0-9_\-./]+\.[chSs]):(?P<line>[0-9]+) \[inline\]"
 _ADDR_LINE = r"^\s*(?:(?P<rip>RIP|IP)\s*:?\s*(?:[0-9a-f]{4}:)?\s*)?(?:\[<(?P<addr>[0-9a-f]{8,})>\]|0x(?P<addr2>[0-9a-f]{8,}))\s*$"
@@ -641,7 +646,7 @@ def parse_frame_line(line: str) -> Optional[Frame]:
             function=demangle(m.group("func")), offset=int(m.group("off"), 16), size=int(m.group("size"), 16),
             module=m.group("mod"), address=int(m.group("addr"), 16) if m.group("addr") else None,
             file=m.group("file"), line=int(m.group("line")) if m.group("line") else None,
-            exact=bool(m.group("rip")))
+            exact=bool(m.group("rip")) or (m.group("mark") or "").startswith("P"))
     m = rx(_INLINE_LINE).search(line)
     if m is not None:
         return Frame(function=m.group("func"), offset=None, size=None, module=None, address=None,

@@ -61,7 +61,7 @@ class StackSpec:
     ``parts`` are matched in order over the report lines: a regex advances to
     the first line it matches (capturing groups yield frames), ``STACK`` takes
     every frame line until the next stack header.  ``parts2`` is the fallback
-    when ``parts`` yields nothing.  Frames matching ``skip`` (or the global
+    when ``parts`` yields nothing, then each of ``more`` in turn.  Frames matching ``skip`` (or the global
     SKIP_FRAMES) are never the culprit.  ``extractor`` picks among the frames:
     "first", "stall" (the caller of a dispatch anchor, for lockups/stalls) or
     "hung" (for hung tasks).
@@ -70,6 +70,7 @@ class StackSpec:
     parts: tuple[str, ...]
     parts2: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    more: tuple[tuple[str, ...], ...] = ()
     extractor: str = "first"
 
 
@@ -121,7 +122,9 @@ OOPSES: tuple[Oops, ...] = (
         Format(r"BUG: KASAN:", "KASAN: {1} {3} in {4}", type=KASAN,
                report=expand(r"BUG: KASAN: ([a-z\-]+) in {{FUNC}}(?:.*\n)+?.*(Read|Write) (?:of size|at addr) (?:[0-9a-f]+)"),
                alt=("bad-access in {4}",),
-               stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:[a-z\-]+) in {{FUNC}}"), CALL_TRACE, STACK))),
+               # arm64 KASAN_HW_TAGS reports come from the tag-check fault path (syzkaller's skip list).
+               stack=StackSpec(parts=(expand(r"BUG: KASAN: (?:[a-z\-]+) in {{FUNC}}"), CALL_TRACE, STACK),
+                               skip=("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_"))),
         Format(r"BUG: KASAN:", "KASAN: invalid-free in {2}", type=KASAN,
                report=expand(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {{FUNC}}"),
                alt=("invalid-free in {2}",),
@@ -307,10 +310,14 @@ OOPSES: tuple[Oops, ...] = (
                              r" acquire(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
         Format(r"INFO: inconsistent lock state", "inconsistent lock state in {1}", type=LOCKDEP,
                report=expand(r"INFO: inconsistent lock state \](?:.*\n)+?.*takes(?:.*\n)+?.*at: {{PC}} +{{FUNC}}")),
+        # The stalled CPU's stack under its timer interrupt.  arm64 before 6.7 dumps the task ("Task dump for CPU",
+        # under el1_irq (<5.11) or el1h_64_irq); 6.7+ prints "NMI backtrace for cpu N" with the interrupted registers
+        # and a stack that starts at their pc, as x86 shows a RIP line.
         Format(r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall", "INFO: rcu detected stall in {1}",
                alt=("stall in {1}",),
                stack=StackSpec(parts=(r"apic_timer_interrupt", _RIP_FRAME, STACK),
-                               parts2=(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)", STACK),
+                               parts2=(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq|el1_irq\+)", STACK),
+                               more=((r"NMI backtrace for cpu", _RIP_FRAME, CALL_TRACE, STACK),),
                                skip=("apic_timer_interrupt", "rcu"), extractor="stall")),
         Format(r"INFO: trying to register non-static key", "INFO: trying to register non-static key in {1}",
                type=LOCKDEP, stack=StackSpec(parts=(CALL_TRACE, STACK), skip=("stack", "lock", "IRQ"))),
@@ -341,6 +348,13 @@ OOPSES: tuple[Oops, ...] = (
     Oops("Unable to handle kernel", BUG, (
         Format(r"Unable to handle kernel (paging request|NULL pointer dereference|access to user memory)",
                "BUG: unable to handle kernel {1} in {2}", alt=("bad-access in {2}",), stack=_RIP_STACK),
+        # arm64's permission faults (arch/arm64/mm/fault.c __do_kernel_fault, do_page_fault): x86 reports the same
+        # faults as "unable to handle page fault", titled a paging request.  syzkaller has no format for them and
+        # keeps the first line, which stays an alternative title.
+        Format(r"Unable to handle kernel (write to read-only memory|read from unreadable memory"
+               r"|execute from non-executable memory|execution of user memory|access to hypervisor-protected memory)"
+               r" at virtual address", "BUG: unable to handle kernel paging request in {2}",
+               alt=("bad-access in {2}", "Unable to handle kernel {1} at virtual address ADDR"), stack=_RIP_STACK),
     )),
     Oops("general protection fault", BUG, (
         Format(r"general protection fault.*:", "general protection fault in {1}", alt=("bad-access in {1}",),
@@ -405,6 +419,15 @@ OOPSES: tuple[Oops, ...] = (
     Oops("Internal error:", BUG, (
         Format(r"Internal error:", "Internal error in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
     )),
+    # arm64 (arch/arm64/kernel/traps.c arm64_serror_panic): "SError Interrupt on CPU5, code 0xbf000002 -- SError",
+    # the registers, then "Kernel panic - not syncing: Asynchronous SError Interrupt" with the stack.  syzbot only
+    # sees the panic and calls it "kernel panic: Asynchronous SError Interrupt" (kept as an alternative title); the
+    # pc names where the asynchronous abort was taken, or else the first frame under the exception entry.
+    Oops("SError Interrupt", PANIC, (
+        Format(r"SError Interrupt on CPU[0-9]+", "SError Interrupt in {1}",
+               alt=("kernel panic: Asynchronous SError Interrupt",), no_stack_trace=True,
+               stack=StackSpec(parts=(_RIP_FRAME,), parts2=(CALL_TRACE, STACK))),
+    ), header=r"SError Interrupt on CPU[0-9]+, code", ours=True),
     Oops("Unhandled fault:", BUG, (
         Format(r"Unhandled fault:", "Unhandled fault in {1}", alt=("bad-access in {1}",), stack=_RIP_STACK),
     ), absorbs=(r"Internal error:",)),
@@ -512,7 +535,7 @@ MARKER_ANCHORS: tuple[str, ...] = (
     "panic",  # Kernel panic, rust_kernel: panicked, trusty: panic
     "fault",  # general protection fault, PANIC: double fault, Unhandled fault:
     "error:",  # divide error:, divide_error:, Internal error:, fatal error:
-    "segment: ", "int3: ", "unregister_netdevice", "opcode:", "page dumped",
+    "segment: ", "int3: ", "unregister_netdevice", "opcode:", "page dumped", "SError Interrupt",
 )
 MARKER_CHUNK = 1 << 16
 MARKER_SAMPLE = (16, 1024)  # the rarest characters are counted in 16 evenly spread slices of 1 KB
@@ -578,7 +601,11 @@ FRAME_LINE = expand(r"^ *(?:{{PC}} ){0,2}{{FUNC}}|^ *{{PC}} \(([a-zA-Z0-9_.]+)\)
 UNRELIABLE_FRAME = r"\(unreliable\)\s*$"
 
 # A last line that ends a stack trace properly (a log that stops right after it is not cut mid-trace).
-STACK_END = r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+# arm64 prints no closing marker: its unwinder stops at the outermost frame of the task (the user-mode exception
+# vector, ret_from_fork, or the boot and secondary CPU entry).
+STACK_END = (r"</(?:TASK|IRQ|NMI|SOFTIRQ)>|---\[ end|Kernel panic|Rebooting|^\s*$|RIP: 0033:|R1[35]: |Code: "
+             r"|^ *(?:ret_from_fork|el0t_(?:64|32)_(?:sync|irq|fiq|error)|el0_(?:sync|irq|error)(?:_compat)?"
+             r"|__primary_switched|__secondary_switched)\+0x")
 
 # syzbot's finer types (pkg/report/crash), by title prefix; the first match wins.
 SUBTYPES: tuple[tuple[str, str], ...] = (
@@ -659,9 +686,16 @@ SKIP_FRAMES: tuple[str, ...] = (
     "device_remove_file", "tty_unregister_device", "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs",
     "usb_control_msg", "usb_hcd_submit_urb", "usb_submit_urb", "logic_in", "logic_out", "crc_itu_t",
     "sk_stop_timer_sync", "mark_buffer_dirty", "extract_(user|iter)_to_sg",
-    # arm64 exception entry: the fault handlers and the user-mode entry are never the culprit.
+    # arm64 exception entry and exit (arch/arm64/kernel/entry*.{S,c}, traps.c, debug-monitors.c, mm/fault.c):
+    # the vectors, their C handlers, the fault/BUG/debug paths and the user-mode syscall entry are never the
+    # culprit.  invoke_syscall stays: it is the stall anchor that do_syscall_64 is on x86 (STALL_ANCHORS), and
+    # __arm64_sys_* are titled without their prefix, as __x64_sys_* are (STRIP_FRAME_PREFIXES).
     "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
-    "^el0t_64_sync", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
+    "^el1h_64_(?:irq|fiq|error)(?:_handler)?$", "^el1_(?:pc|undef|bti|dbg|fpac|inv|interrupt|brk64)$", "^__el1_irq$",
+    "^el0t_(?:64|32)_(?:sync|irq|fiq|error)", "^el0_svc$", "^do_el0_svc", "el0_svc_common",
+    "^(?:do_debug_exception|do_serror|do_bad_area|do_tag_check_fault|do_el1_(?:undef|bti|fpac)|do_undefinstr)$",
+    "^(?:call_(?:el1_)?break_hook|brk_handler|bug_handler|bug_brk_handler|early_brk64|reserved_fault_handler)$",
+    "^(?:__die|die|die_kernel_fault|arm64_notify_die|arm64_force_sig_fault)$",
 )
 
 # Prefixes that differ between architectures/kernels for the same syscall frame.
@@ -696,6 +730,11 @@ HUNG_ANCHORS: tuple[tuple[str, str], ...] = (
 HUNG_SKIP: tuple[str, ...] = (
     "sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait", "synchronize",
     "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier",
+)
+
+# An RCU stall's guilty file is looked for from the first of these on (the stalled code under the timer interrupt).
+RCU_STALL_ENTRIES: tuple[str, ...] = (
+    "apic_timer_interrupt+0x", "sysvec_apic_timer_interrupt", "el1h_64_irq+0x", "el1_irq+0x", "Exception stack",
 )
 
 # Source files that are generic plumbing, never the guilty file.

@@ -279,6 +279,11 @@ class DebugInfo:
 
     # -- DWARF
 
+    @property
+    def has_dwarf(self) -> bool:
+        """Whether there is debug info to read (pyelftools also says so for a lone .eh_frame)."""
+        return any(self._elf.get_section_by_name(name) is not None for name in (".debug_info", ".zdebug_info"))
+
     def _dwarf_info(self):
         if self._dwarf is None:
             if not self._elf.has_dwarf_info():
@@ -515,14 +520,19 @@ class Symbolizer:
                 info.close()
 
     def module(self, name: str) -> Optional[DebugInfo]:
+        """The first of the module's files with DWARF (a package's plain .ko has none: its frames stay as
+        printed, and the kernel's frames are still decoded)."""
         if name not in self._modules:
             self._modules[name] = None
             for path in self._module_files(name):
                 try:
-                    self._modules[name] = DebugInfo(path, self.cache_dir)
-                    break
+                    info = DebugInfo(path, self.cache_dir)
                 except HarnessError:
                     continue
+                if info.has_dwarf:
+                    self._modules[name] = info
+                    break
+                info.close()
         return self._modules[name]
 
     def _module_files(self, name: str) -> Iterator[Path]:
@@ -573,12 +583,22 @@ def kaslr_slide(report: str, sym: Symbolizer) -> int:
     return 0
 
 
+# arm64's register dump names the link register as a frame: "lr : func+0x1c/0x40 [mod]" (a return address).
+_LR_LINE = re.compile(r"^\s*lr\s*:\s*")
+
+
+def _frame_of(line: str) -> Optional[Frame]:
+    """The frame a report line shows, the arm64 lr line's included (not one of the report's frames)."""
+    lr = _LR_LINE.match(line)
+    return console.parse_frame_line(line[lr.end():] if lr else line)
+
+
 def symbolize_text(report: str, sym: Symbolizer) -> str:
     """The report with file:line after each frame and inlined frames above it."""
     slide = kaslr_slide(report, sym)
     out = []
     for line in report.split("\n"):
-        frame = console.parse_frame_line(line)
+        frame = _frame_of(line)
         if frame is None or frame.file is not None or frame.inlined:
             out.append(line)
             continue

@@ -203,6 +203,24 @@ def test_module_frames_are_looked_up_in_the_modules_dir(built, tmp_path):
     assert "mark_dirty sample.c" in decoded
 
 
+def test_a_module_without_dwarf_leaves_its_frames_and_decodes_the_kernel_s(built, tmp_path):
+    # Debian's linux-image packages ship .ko files without DWARF: the module frame stays as printed.
+    from harness.crash.symbolize import symbolize_text
+
+    mods = tmp_path / "lib"
+    mods.mkdir()
+    run(["objcopy", "--strip-debug", "--remove-section=.eh_frame", "--remove-section=.rela.eh_frame",
+         str(built / "sample.o"), str(mods / "sample.ko")], built)  # kernel modules have no .eh_frame either
+    binary = built / "sample"
+    size = int(re.search(r"([0-9a-f]+) T main", run(["nm", "-S", str(binary)], built)).group(1), 16)
+    text = f"RIP: 0010:bio_release_pages+0x8/0x38 [sample]\nCall Trace:\n main+0x4/0x{size:x}\n"
+    sym = Symbolizer(binary, mods, cache_dir=tmp_path)
+    decoded = symbolize_text(text, sym).splitlines()
+    sym.close()
+    assert decoded[0] == "RIP: 0010:bio_release_pages+0x8/0x38 [sample]"
+    assert decoded[-1].startswith(f" main+0x4/0x{size:x} sample.c:")
+
+
 def test_cache_answers_without_reading_dwarf(built, tmp_path, monkeypatch):
     binary = built / "sample"
     addrs = instructions(binary)["bio_release_pages"]
@@ -240,3 +258,136 @@ def test_report_cli_with_vmlinux(built, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "RIP: 0010:mark_dirty sample.c:" in out
     assert cli.main(["report", "--vmlinux", str(tmp_path / "nope"), str(log)]) == 2
+
+
+# ---------------------------------------------------------------- AArch64 (arm64 guests' vmlinux and modules)
+
+A64 = "aarch64-linux-gnu-"
+needs_a64 = pytest.mark.skipif(not all(shutil.which(A64 + t) for t in ("gcc", "addr2line", "objdump", "nm")),
+                               reason="needs gcc-aarch64-linux-gnu and its binutils")
+
+
+@pytest.fixture(scope="module")
+def built_a64(tmp_path_factory):
+    d = tmp_path_factory.mktemp("elf_a64")
+    (d / "sample.c").write_text(SAMPLE_C)
+    run([A64 + "gcc", "-g", "-O2", "-fno-pie", "-no-pie", "-o", "sample", "sample.c"], d)
+    # ET_DYN like an arm64 vmlinux (CONFIG_RELOCATABLE links it -shared -Bsymbolic)
+    run([A64 + "gcc", "-g", "-O2", "-fpie", "-pie", "-o", "sample-pie", "sample.c"], d)
+    run([A64 + "gcc", "-g", "-O2", "-c", "-o", "sample.o", "sample.c"], d)  # main lands in .text.startup
+    return d
+
+
+def a64_instructions(binary: Path, section: str) -> dict[str, list[int]]:
+    out, current = {}, None
+    for line in run([A64 + "objdump", "-d", "--no-show-raw-insn", "-j", section, str(binary)], binary.parent).splitlines():
+        m = re.match(r"^([0-9a-f]+) <([^>]+)>:$", line)
+        if m:
+            current = m.group(2) if m.group(2) in ("bio_release_pages", "dio_bio_end_io", "main") else None
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):", line)
+        if m and current:
+            out.setdefault(current, []).append(int(m.group(1), 16))
+    return out
+
+
+def a64_addr2line(binary: Path, addr: int, section=None, comp_dir=""):
+    argv = [A64 + "addr2line", "-i", "-f", "-e", str(binary)] + (["-j", section] if section else []) + [hex(addr)]
+    lines = run(argv, binary.parent).splitlines()
+    frames = []
+    for func, pos in zip(lines[::2], lines[1::2]):
+        path, _, num = pos.split(" ")[0].rpartition(":")
+        frames.append((func, clean_path(path, comp_dir), int(num) if num.isdigit() else 0))
+    return frames
+
+
+def a64_size(binary: Path, func: str) -> int:
+    return int(re.search(rf"([0-9a-f]+) [Tt] {func}\n", run([A64 + "nm", "-S", str(binary)], binary.parent)).group(1), 16)
+
+
+@needs_a64
+@pytest.mark.parametrize("name,e_type", [("sample", "ET_EXEC"), ("sample-pie", "ET_DYN")])
+def test_aarch64_executable_matches_its_addr2line(built_a64, tmp_path, name, e_type):
+    binary = built_a64 / name
+    info = DebugInfo(binary, cache_dir=tmp_path)
+    assert info._elf["e_machine"] == "EM_AARCH64" and info._elf["e_type"] == e_type and not info.relocatable
+    checked = 0
+    for func, addrs in a64_instructions(binary, ".text").items():
+        for addr in addrs[:a64_size(binary, func) // 4]:  # objdump labels padding after main with main
+            assert ours(info, addr) == a64_addr2line(binary, addr, comp_dir=str(built_a64)), (func, hex(addr))
+            checked += 1
+    assert checked > 20
+    chains = [[f for f, _, _ in ours(info, a)] for a in a64_instructions(binary, ".text")["bio_release_pages"]]
+    assert ["mark_dirty", "release_pages", "bio_release_pages"] in chains
+    info.close()
+
+
+@needs_a64
+def test_aarch64_relocatable_object_like_a_module(built_a64, tmp_path):
+    from harness.crash.symbolize import _relocate
+
+    obj = built_a64 / "sample.o"
+    info = DebugInfo(obj, cache_dir=tmp_path)
+    assert info.relocatable
+    # R_AARCH64_ABS64/ABS32 in .debug_info/.debug_line/.debug_aranges/.debug_rnglists: applied by our own code.
+    for name in (".debug_info", ".debug_line", ".debug_aranges", ".debug_rnglists"):
+        assert _relocate(info._elf, info._elf.get_section_by_name(name)) is not None, name
+    checked = 0
+    for section in (".text", ".text.startup"):  # each section at its own base, as the module loader places them
+        base = info.section_base(section)
+        for func, addrs in a64_instructions(obj, section).items():
+            for addr in addrs:
+                assert ours(info, base + addr) == a64_addr2line(obj, addr, section, str(built_a64)), (func, hex(addr))
+                checked += 1
+    assert checked > 20 and info.section_base(".text.startup") != info.section_base(".text")
+    info.close()
+
+
+def a64_return_offset(binary: Path, caller: str, callee: str) -> int:
+    """Offset in ``caller`` of the return address of its ``bl callee`` (the instruction after it)."""
+    text = run([A64 + "objdump", "-d", "--no-show-raw-insn", str(binary)], binary.parent)
+    lines = text[text.index(f"<{caller}>:"):].split("\n\n")[0].splitlines()[1:]
+    start = int(lines[0].split(":")[0], 16)
+    for i, line in enumerate(lines):
+        if re.search(rf"\bbl\s+[0-9a-f]+ <{callee}>", line):
+            return int(lines[i + 1].split(":")[0], 16) - start
+    raise AssertionError(f"{caller} does not call {callee}")
+
+
+@needs_a64
+def test_arm64_report_of_a_module_is_decoded_like_decode_stacktrace(built_a64, tmp_path):
+    from harness.crash.symbolize import symbolize_text
+
+    obj = built_a64 / "sample.o"
+    mods = tmp_path / "lib" / "modules" / "6.1.0-57-arm64" / "kernel" / "fs" / "sample"
+    mods.mkdir(parents=True)
+    shutil.copy(obj, mods / "sample.ko")
+    pc = a64_instructions(obj, ".text")["bio_release_pages"]
+    info = DebugInfo(obj, cache_dir=tmp_path)
+    base = info.section_base(".text")
+    start = pc[0]
+    inlined = next(a for a in pc if len(ours(info, base + a)) == 3) - start  # pc inside mark_dirty (inlined twice)
+    size, dsize = a64_size(obj, "bio_release_pages"), a64_size(obj, "dio_bio_end_io")
+    ret = a64_return_offset(obj, "dio_bio_end_io", "bio_release_pages")
+    frame = f"bio_release_pages+0x{inlined:x}/0x{size:x} [sample]"
+    caller = f"dio_bio_end_io+0x{ret:x}/0x{dsize:x} [sample]"
+    report = (f"WARNING: CPU: 1 PID: 204 at sample.c:9 {frame}\nModules linked in: sample\n"
+              f"pc : {frame}\nlr : {caller}\nsp : ffff80000a1b3b70\nCall trace:\n {frame} (P)\n {caller}\n"
+              "---[ end trace 0000000000000000 ]---\n")
+    [rep] = console.parse(report)
+    assert rep.title == "WARNING in bio_release_pages"
+    sym = Symbolizer(built_a64 / "sample", tmp_path / "lib", cache_dir=tmp_path)
+    decoded = symbolize_text(rep.report, sym).splitlines()
+    sym.close()
+    exact = ours(info, base + start + inlined)  # the pc: looked up as is
+    returned = ours(info, base + a64_instructions(obj, ".text")["dio_bio_end_io"][0] + ret - 1)
+    info.close()
+    assert decoded[2] == f"pc : mark_dirty sample.c:{exact[0][2]} [inline]"
+    assert decoded[3] == f"pc : release_pages sample.c:{exact[1][2]} [inline]"
+    assert decoded[4] == f"pc : {frame} sample.c:{exact[2][2]}"
+    assert f"lr : {caller} sample.c:{returned[-1][2]}" in decoded
+    assert f" {frame} sample.c:{exact[2][2]} (P)" in decoded  # (P) is the pc too: same position, not pc - 1
+    frames = console.report_frames("\n".join(decoded))
+    assert [(f.function, f.inlined) for f in frames][:3] == [("mark_dirty", True), ("release_pages", True),
+                                                             ("bio_release_pages", False)]
+    assert not any(f.function == "dio_bio_end_io" and f.exact for f in frames)

@@ -143,3 +143,17 @@ def test_an_oom_kill_is_neither_crash_nor_warning():
 def test_an_unexpected_reboot_is_a_crash():
     out = oracle.classify(_run(), [R("unexpected kernel reboot", "REBOOT")])
     assert out.kind == "CRASH" and out.crash_titles == ("unexpected kernel reboot",)
+
+
+@pytest.mark.parametrize("golden_log", ["guest-debian61-odirect-ext4-warning",
+                                        "guest-arm64-debian61-odirect-ext4-warning-constructed"])
+def test_the_known_bug_matches_on_x86_and_arm64_consoles(golden_log):
+    # The oracle names the bug by title: an arm64 console must give the x86 one.
+    import golden_console
+    from harness.crash.console import parse
+
+    text, _ = golden_console.load(golden_log)
+    out = oracle.classify(_run(on_disk_b=0), parse(text))
+    v = oracle.verdict(out, oracle.expectation((6, 1, 0), "odirect", "ext4", ("reclaim",)))
+    assert "WARNING in ext4_dirty_folio" in out.titles and out.lost_pages == 16
+    assert v.ok and v.status == "KNOWN-BUG", v.detail
