@@ -9,7 +9,7 @@
 #   ci/nightly.sh report  merge the shards, write JUnit/KTAP/kcidb/HTML/Markdown, compare with last night
 #
 # Environment (defaults in brackets):
-#   NIGHTLY_KERNELS [debian:6.1,debian:6.12]  NIGHTLY_FSES [ext4,xfs]  NIGHTLY_SHARDS [1] (per kernel × fs)
+#   NIGHTLY_KERNELS [debian:6.1,debian:6.12,debian:6.1@arm64,debian:6.12@arm64] (@arm64: an arm64 guest, TCG)  NIGHTLY_FSES [ext4,xfs]  NIGHTLY_SHARDS [1] (per kernel × fs)
 #   NIGHTLY_KERNEL, NIGHTLY_FS, NIGHTLY_SHARD [1/1]  (shard: the one to run)
 #   NIGHTLY_OUT [results/nightly]: shards go to $NIGHTLY_OUT/shards/<name>/, the report to $NIGHTLY_OUT/
 #   NIGHTLY_PREVIOUS: last night's results.json or directory (default $NIGHTLY_OUT/previous/results.json if there)
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-KERNELS=${NIGHTLY_KERNELS:-debian:6.1,debian:6.12}
+KERNELS=${NIGHTLY_KERNELS:-debian:6.1,debian:6.12,debian:6.1@arm64,debian:6.12@arm64}
 FSES=${NIGHTLY_FSES:-ext4,xfs}
 SHARDS=${NIGHTLY_SHARDS:-1}
 OUT=${NIGHTLY_OUT:-results/nightly}

@@ -85,13 +85,14 @@ def package_roles(arch: str) -> tuple[tuple[str, re.Pattern], ...]:
     )
 
 
-# Packages the harness takes from the archive besides kernels: a static busybox for the initramfs of a
-# guest whose architecture is not the host's (the host's own busybox serves the host's).
-TOOL_PACKAGES = ("busybox-static",)
+# Packages the harness takes from the archive besides kernels, for a guest whose architecture is not
+# the host's: a static busybox for its initramfs, and the libraries cross-compiled workloads link
+# against (the host's own serve the host's architecture).
+TOOL_PACKAGES = ("busybox-static", "libibverbs-dev", "libibverbs1")
 KEEP_PACKAGE = re.compile(r"^Package: (?:linux-(?:image|binary-unsigned|modules|base|source)-\d|"
                           + "|".join(re.escape(p) for p in TOOL_PACKAGES) + r"\n)", re.M)
 SOURCE_RE = re.compile(r"linux-source-(?P<line>\d+\.\d+)")
-INDEX_FORMAT = 3  # bump when the cached JSON changes shape: older files are fetched anew
+INDEX_FORMAT = 4  # bump when the cached JSON changes shape: older files are fetched anew
 STANZA_FIELDS = ("Package", "Version", "Filename", "Size", "SHA256")
 
 

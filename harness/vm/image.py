@@ -252,29 +252,37 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def guest_busybox(arch: str, paths: Paths, log=print) -> Path:
-    """A static busybox that runs in an ``arch`` guest: the host's own for the host's architecture,
-    else Debian's busybox-static of that architecture, fetched and unpacked once."""
+def foreign_packages(packages: Sequence[str], arch: str, paths: Paths, log=print) -> Path:
+    """A directory with Debian's ``packages`` (of debian.TOOL_PACKAGES) for ``arch`` unpacked into it:
+    fetched by their SHA256 and unpacked once, cached by package versions."""
     row = arch_mod.get(arch)
-    host = arch_mod.host()
-    if host is not None and host.name == row.name:
-        return Path(require_tool("busybox"))
-    deb = debian.resolve_tool("busybox-static", debian.Index(paths, log=log, arch=row.debian))
-    out = paths.sub("busybox") / f"busybox-{row.name}-{deb.version.replace(':', '_')}"
+    index = debian.Index(paths, log=log, arch=row.debian)
+    debs = [debian.resolve_tool(p, index) for p in packages]
+    key = hashlib.sha256(repr([(d.package, d.version, d.sha256) for d in debs]).encode()).hexdigest()[:12]
+    out = paths.sub("foreign") / f"{row.name}-{'+'.join(packages)}-{key}"
 
     def build(tmp: Path) -> None:
-        fetched = debian.fetch_deb(deb, paths)
-        with tempfile.TemporaryDirectory(prefix="busybox-", dir=out.parent) as work:
-            subprocess.run([require_tool("dpkg-deb"), "-x", str(fetched), work], check=True, capture_output=True,
-                           timeout=300)
-            found = next((p for p in (Path(work) / "bin" / "busybox", Path(work) / "usr" / "bin" / "busybox")
-                          if p.exists()), None)
-            if found is None:
-                raise ImageError(f"{fetched.name} holds no bin/busybox")
-            shutil.copyfile(found, tmp)
-        os.chmod(tmp, 0o755)
+        tmp.mkdir(parents=True)
+        for deb in debs:
+            proc = subprocess.run([require_tool("dpkg-deb"), "-x", str(debian.fetch_deb(deb, paths)), str(tmp)],
+                                  capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise ImageError(f"dpkg-deb -x {deb.package} failed: {proc.stderr.strip()[-200:]}")
 
     return atomic_artifact(out, build, log=log)
+
+
+def guest_busybox(arch: str, paths: Paths, log=print) -> Path:
+    """A static busybox that runs in an ``arch`` guest: the host's own for the host's architecture,
+    else Debian's busybox-static of that architecture."""
+    host = arch_mod.host()
+    if host is not None and host.name == arch_mod.get(arch).name:
+        return Path(require_tool("busybox"))
+    root = foreign_packages(("busybox-static",), arch, paths, log)
+    found = next((p for p in (root / "bin" / "busybox", root / "usr" / "bin" / "busybox") if p.exists()), None)
+    if found is None:
+        raise ImageError(f"Debian's busybox-static for {arch} holds no bin/busybox ({root})")
+    return found
 
 
 def build_initramfs(kernel: Kernel, paths: Paths, log=print) -> Path:

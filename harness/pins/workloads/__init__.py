@@ -46,6 +46,7 @@ class WorkloadSpec:
     prepare: str = ""  # guest shell run first; prints extra "key=value" program arguments
     static: bool = True  # link statically (else against the guest's libraries, same Debian release)
     libs: tuple[str, ...] = ()  # extra link flags
+    lib_packages: tuple[str, ...] = ()  # Debian packages with those libraries (fetched for a cross build)
     partial_pages: bool = False  # the device writes a region of each page; verify checks that region
     tools: tuple[str, ...] = ()  # commands ``prepare`` runs beyond a shell's basics (a repro's initramfs copies them)
     arches: tuple[str, ...] = ("x86_64", "arm64")  # guest architectures it runs on (harness.vm.arch)
@@ -142,7 +143,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "soft-RoCE (rdma_rxe) ibv_reg_mr of the mapping; an RDMA WRITE over a loopback RC QP writes into it",
         kconfig=("RDMA_RXE", "INFINIBAND_USER_ACCESS", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
         default_stressors=("bh-fill", "reclaim"), prepare=RDMA_PREPARE, tools=("modprobe", "ip", "rdma"), static=False,
-        libs=("-libverbs",)),
+        libs=("-libverbs",), lib_packages=("libibverbs-dev", "libibverbs1")),
     "af_xdp": WorkloadSpec(
         "af_xdp", "af_xdp.c",
         "AF_XDP umem registration of the mapping (syzbot's path); frames from a veth peer are copied into it",
@@ -212,6 +213,19 @@ def make_source_disk(directory: Path, pages: int, tag: bytes = b"B", extra_pages
 
 # --------------------------------------------------------------------------- build
 
+def cross_lib_flags(spec: WorkloadSpec, row, paths: Paths) -> list[str]:
+    """Compiler flags that find ``spec``'s libraries for a cross build: Debian's packages of that
+    architecture unpacked in the cache (headers, and the .so the guest has; what those need in turn is
+    the guest's business, so it is not resolved at link time)."""
+    if not row.cross_prefix or not spec.lib_packages:
+        return []
+    from harness.vm.image import foreign_packages
+
+    root = foreign_packages(spec.lib_packages, row.name, paths)
+    libdir = root / "usr" / "lib" / row.cross_prefix.rstrip("-")
+    return [f"-I{root / 'usr' / 'include'}", f"-L{libdir}", "-Wl,--unresolved-symbols=ignore-in-shared-libs"]
+
+
 def build(name: str, paths: Paths, timeout: float = 300, arch: str = "x86_64") -> Path:
     """Compile workload ``name`` for ``arch`` with the host's gcc or cross gcc (statically unless the
     spec says otherwise); cached by source and compiler."""
@@ -233,7 +247,7 @@ def build(name: str, paths: Paths, timeout: float = 300, arch: str = "x86_64") -
         return out
     tmp = out.with_suffix(".tmp")
     argv = [gcc, "-O2", "-Wall", "-pthread", *(["-static"] if spec.static else []), "-o", str(tmp),
-            str(HERE / spec.source), *spec.libs]
+            str(HERE / spec.source), *cross_lib_flags(spec, row, paths), *spec.libs]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
