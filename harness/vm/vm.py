@@ -117,7 +117,56 @@ def pick_accel(requested: str, kernel: Kernel, paths: Paths, workdir: Path, log:
             raise VMError(f"--accel kvm cannot run a {kernel.arch} guest on this "
                           f"{host.name if host else 'unknown'} host: use --accel auto or tcg")
         return AccelChoice("tcg", f"{kernel.arch} guest: KVM runs only the host's architecture")
-    return choose_accel(requested, lambda: canary_boot(kernel, paths, workdir / "kvm-canary", "kvm"), log)
+    cached = failed_canary(paths) if requested == "auto" else None
+    if cached is not None:  # a KVM that failed its canary since this host booted fails it again: no 6 s wait
+        log(f"pinharness: warning: KVM not used, falling back to TCG ({cached}; found earlier since this host "
+            f"booted: --accel kvm probes again)")
+        return AccelChoice("tcg", cached)
+    choice = choose_accel(requested, lambda: canary_boot(kernel, paths, workdir / "kvm-canary", "kvm"), log)
+    if choice.accel == "tcg" and choice.reason.startswith(CANARY_FAILED) and paths is not None:
+        _canary_file(paths).write_text(json.dumps({"key": _kvm_key(), "problem": choice.reason}))
+    return choice
+
+
+CANARY_FAILED = "KVM canary boot failed"
+
+
+def _canary_file(paths: Paths) -> Path:
+    return paths.sub("accel") / "kvm-canary.json"
+
+
+def _kvm_key() -> dict:
+    """What a canary verdict holds for: this boot of the host, this /dev/kvm, this QEMU."""
+    import os
+
+    from harness.vm.host import which
+
+    def ident(path: Optional[str]) -> list:
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        return [path, st.st_rdev or st.st_size, st.st_mtime_ns] if st else [path]
+
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    qemu = which((arch_mod.host() or arch_mod.ARCHES[arch_mod.DEFAULT]).qemu_binary)
+    return {"boot_id": boot_id, "kvm": ident("/dev/kvm"), "qemu": ident(qemu)}
+
+
+def failed_canary(paths: Optional[Paths]) -> Optional[str]:
+    """Why KVM failed its canary boot earlier since this host booted (same /dev/kvm and QEMU), if it did."""
+    if paths is None:
+        return None
+    try:
+        data = json.loads(_canary_file(paths).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("key") != _kvm_key() or not str(data.get("problem", "")).startswith(CANARY_FAILED):
+        return None
+    return data["problem"]
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from harness.cli import boot as boot_cmd
 from harness.cli import parser as cli
 from harness.cli import run as run_cmd
-from harness.errors import GuestHang, HarnessError, NoSpace, QemuDied
+from harness.errors import EmulationFailure, GuestHang, HarnessError, NoSpace, QemuDied
 from harness.pins.matrix import CellResult
 from harness.vm import vm as vm_mod
 from harness.vm.guest import CommandResult
@@ -247,3 +247,32 @@ def test_failed_boot_leaves_no_socket_directory(tmp_path, monkeypatch, exc):
     with pytest.raises(type(exc)):
         vm.boot()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_failed_kvm_canary_is_remembered_until_the_host_reboots(tmp_path, monkeypatch):
+    """A KVM that failed its canary (6 s of silence on a PVM backend) is not probed again by every
+    command since the host booted; --accel kvm probes again, and another boot_id forgets it."""
+    from harness.vm.host import Paths
+
+    calls = []
+    key = {"boot_id": "boot-1", "kvm": ["/dev/kvm", 1, 1], "qemu": ["qemu", 1, 1]}
+    monkeypatch.setattr(vm_mod, "_kvm_key", lambda: dict(key))
+    monkeypatch.setattr("harness.vm.qemu.kvm_usable_device", lambda: None)
+
+    def canary(*a, **kw):
+        calls.append(1)
+        raise GuestHang("no console output for 6s while waiting for the kvm canary boot")
+
+    monkeypatch.setattr(vm_mod, "canary_boot", canary)
+    paths, kern, notes = Paths(tmp_path / "cache"), FakeKernel("debian:6.1"), []
+    first = vm_mod.pick_accel("auto", kern, paths, tmp_path / "w", log=notes.append)
+    assert first.accel == "tcg" and first.reason.startswith("KVM canary boot failed") and len(calls) == 1
+    again = vm_mod.pick_accel("auto", kern, paths, tmp_path / "w", log=notes.append)
+    assert again == first and len(calls) == 1  # remembered
+    assert "found earlier since this host booted" in notes[-1]
+    with pytest.raises(EmulationFailure):
+        vm_mod.pick_accel("kvm", kern, paths, tmp_path / "w", log=notes.append)
+    assert len(calls) == 2  # an explicit --accel kvm probes again
+    key["boot_id"] = "boot-2"
+    vm_mod.pick_accel("auto", kern, paths, tmp_path / "w", log=notes.append)
+    assert len(calls) == 3  # the host rebooted: probed again
