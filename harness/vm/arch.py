@@ -26,6 +26,7 @@ class Arch:
     iommu_device: str  # -device value for the IOMMU ("" = a machine property instead)
     iommu_cmdline: tuple[str, ...]  # kernel words that turn the IOMMU on
     iommu_kconfig: str  # the CONFIG_ option of that IOMMU's driver
+    nested_machine: str  # appended to -machine when a workload runs KVM in the guest ("" = the CPU model has it)
     tcg_cpu: str  # -cpu under TCG
     console: str  # the serial console device
     cmdline: tuple[str, ...]  # kernel words every boot of this arch gets
@@ -44,6 +45,7 @@ ARCHES: dict[str, Arch] = {
         name="x86_64", debian="amd64", uname="x86_64",
         qemu_binary="qemu-system-x86_64", qemu_package="qemu-system-x86", machine="q35",
         iommu_machine="", iommu_device="intel-iommu", iommu_cmdline=("intel_iommu=on",), iommu_kconfig="INTEL_IOMMU",
+        nested_machine="",  # -cpu max offers SVM
         tcg_cpu="max", console="ttyS0", cmdline=("tsc=reliable",), pvh=True,
         hotplug_globals=("ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",), vmgenid=True,
         cross_prefix="", cross_packages=("gcc", "libc6-dev"),
@@ -57,6 +59,7 @@ ARCHES: dict[str, Arch] = {
         name="arm64", debian="arm64", uname="aarch64",
         qemu_binary="qemu-system-aarch64", qemu_package="qemu-system-arm", machine="virt,gic-version=3",
         iommu_machine="iommu=smmuv3", iommu_device="", iommu_cmdline=(), iommu_kconfig="ARM_SMMU_V3",
+        nested_machine="virtualization=on",  # EL2: the guest kernel boots in hyp mode and runs KVM
         tcg_cpu="max,pauth=off", console="ttyAMA0", cmdline=(), pvh=False,
         hotplug_globals=(), vmgenid=False,
         cross_prefix="aarch64-linux-gnu-", cross_packages=("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"),

@@ -64,6 +64,7 @@ class QemuConfig:
     disks: Sequence[Disk] = ()
     ssh_forward: bool = True  # forward a free 127.0.0.1 port to guest :22
     iommu: bool = False  # intel-iommu, or the arch's IOMMU machine property (SMMUv3)
+    nested: bool = False  # the guest runs KVM: the arch's nested_machine property (arm64: EL2)
     devices: Sequence[str] = ()  # extra -device values, e.g. "edu"
     extra_args: Sequence[str] = ()
     hotplug_ports: int = 0  # empty pcie-root-ports hp0.. for disks attached later (snapshots)
@@ -100,6 +101,7 @@ def build_argv(cfg: QemuConfig) -> list[str]:
     """The QEMU command line as a list (never a shell string)."""
     cpu = cfg.cpu_model or ("host" if cfg.accel == "kvm" else cfg.arch.tcg_cpu)
     machine = cfg.arch.machine + (f",{cfg.arch.iommu_machine}" if cfg.iommu and cfg.arch.iommu_machine else "")
+    machine += f",{cfg.arch.nested_machine}" if cfg.nested and cfg.arch.nested_machine else ""
     argv = [cfg.qemu_binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-machine", machine, "-accel", cfg.accel, "-cpu", cpu,
             "-m", f"{cfg.memory_mb}M", "-smp", str(cfg.cpus),

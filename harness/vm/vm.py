@@ -50,6 +50,7 @@ class VMOptions:
     silence_timeout: float = 90.0  # no console output for this long during boot = hang
     cmdline: Sequence[str] = ()  # extra kernel command-line words
     iommu: bool = False
+    nested: bool = False  # the guest runs KVM (arm64: QEMU gives it EL2)
     devices: Sequence[str] = ()  # extra -device values
     cpu_model: Optional[str] = None
     extra_qemu_args: Sequence[str] = ()
@@ -208,7 +209,7 @@ class VM:
                          append=kernel_cmdline(self.options, key, modules_disk is not None, arch=arch),
                          console_log=self.workdir / "console.log", qmp_socket=self._sockdir / "qmp.sock",
                          memory_mb=self.options.memory_mb, cpus=self.options.cpus, accel=self.accel.accel,
-                         cpu_model=self.options.cpu_model, disks=disks, iommu=self.options.iommu,
+                         cpu_model=self.options.cpu_model, disks=disks, iommu=self.options.iommu, nested=self.options.nested,
                          devices=self.options.devices, extra_args=self.options.extra_qemu_args)
         t0 = time.monotonic()
         try:

@@ -95,9 +95,11 @@ echo ifname=veth0 peer=veth1
 
 KVM_PREPARE = r"""
 set -e
-grep -qw svm /proc/cpuinfo || grep -qw vmx /proc/cpuinfo || { echo "the guest CPU has no SVM/VMX" >&2; exit 1; }
-modprobe kvm_amd 2>/dev/null || modprobe kvm_intel
-[ -e /dev/kvm ] || { echo "no /dev/kvm in the guest after loading kvm" >&2; exit 1; }
+if [ "$(uname -m)" = x86_64 ]; then
+  grep -qw svm /proc/cpuinfo || grep -qw vmx /proc/cpuinfo || { echo "the guest CPU has no SVM/VMX" >&2; exit 1; }
+  modprobe kvm_amd 2>/dev/null || modprobe kvm_intel
+fi
+[ -e /dev/kvm ] || { echo "no /dev/kvm in the guest (arm64: not booted at EL2, see dmesg 'kvm')" >&2; exit 1; }
 """
 
 VHOST_NET_PREPARE = r"""
@@ -153,9 +155,8 @@ WORKLOADS: dict[str, WorkloadSpec] = {
     "kvm": WorkloadSpec(
         "kvm", "kvm.c",
         "a minimal L2 VM (nested KVM) whose memory is the mapping: KVM's secondary MMU writes it across writeback",
-        kconfig=("KVM", "MEMCG"), source_disk=False, default_stressors=("bh-fill", "reclaim"),
-        prepare=KVM_PREPARE, tools=("modprobe",),
-        arches=("x86_64",)),  # kvm.c drives an x86 L2 (real-mode code, x86 registers); an arm64 L2 is not written
+        kconfig=("KVM", "MEMCG"), source_disk=False, vm={"nested": True}, default_stressors=("bh-fill", "reclaim"),
+        prepare=KVM_PREPARE, tools=("modprobe", "uname")),
     "vhost_net": WorkloadSpec(
         "vhost_net", "vhost_net.c",
         "vhost-net with its receive ring and buffers in the mapping (tap backend); the vhost worker writes "

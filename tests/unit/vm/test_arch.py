@@ -178,4 +178,9 @@ def test_the_iommu_a_workload_needs_is_the_architectures():
     assert "INTEL_IOMMU" in needed_config(WORKLOADS["vfio"], "x86_64")
     assert "ARM_SMMU_V3" in needed_config(WORKLOADS["vfio"], "arm64")
     assert "ARM_SMMU_V3" not in needed_config(WORKLOADS["odirect"], "arm64")
-    assert "arm64" not in WORKLOADS["kvm"].arches
+    assert "arm64" in WORKLOADS["kvm"].arches and WORKLOADS["kvm"].vm.get("nested")
+
+
+def test_a_guest_that_runs_kvm_gets_el2_on_arm64_and_nothing_more_on_x86():
+    assert _opt(build_argv(_cfg("arm64", nested=True)), "-machine") == ["virt,gic-version=3,virtualization=on"]
+    assert _opt(build_argv(_cfg("x86_64", nested=True)), "-machine") == ["q35"]  # -cpu max has SVM
