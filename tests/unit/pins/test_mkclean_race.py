@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from harness.errors import HarnessError
+from harness.pins import oracle
 from harness.pins.matrix import cells
 from harness.pins.workloads import (CGROUP, DEFAULT_WORKLOADS, HERE, PAGE, WORKLOADS, WorkloadRun, _raise_if_gave_up,
                                     build, workload_args, workload_vm_options)
@@ -42,10 +43,28 @@ def test_arguments_and_vm_options():
     assert workload_vm_options(WORKLOADS["mkclean_race"], ("bh-fill",)) == {"cpus": 2, "memory_mb": 512}
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("version", [(6, 1, 192), (6, 12, 117), (7, 2, 13)])
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_oracle_expects_clean_everywhere(name, version, fs):
+    exp = oracle.expectation(version, name, fs, ("none",))
+    assert exp is not None and exp.expect == "CLEAN" and not exp.bug and "TLB" in exp.why
+
+
 def _run(verify: dict, written: int = 16) -> WorkloadRun:
     result = {"workload": "mkclean_race", "pages": 16, "pin": {"errno": 0, "taken": False},
               "device_wrote_B": written, "setup_errno": 0}
     return WorkloadRun("mkclean_race", "ext4", ("none",), result, verify, "", pins={})
+
+
+def test_an_older_number_on_disk_is_data_loss_against_the_clean_row():
+    exp = oracle.expectation((6, 1, 192), "mkclean_race", "ext4", ("none",))
+    clean = oracle.classify(_run({"pages": 16, "B": 16, "stale": 0}), [])
+    assert str(clean) == "CLEAN" and oracle.verdict(clean, exp).status == "EXPECTED"
+    lost = oracle.classify(_run({"pages": 16, "B": 14, "stale": 1, "regressed": 1}), [])
+    assert (lost.kind, lost.lost_pages, lost.pin_errno) == ("DATA-LOSS", 2, 0)
+    v = oracle.verdict(lost, exp)
+    assert not v.ok and v.status == "UNEXPECTED" and "DATA-LOSS(2)" in v.detail
 
 
 def _two_cpus() -> bool:
