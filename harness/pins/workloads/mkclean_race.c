@@ -368,7 +368,6 @@ int main(int argc, char **argv)
 		s.pages = THP_PAGES;
 	unlink(record); /* a record left by an earlier run must not vouch for this one */
 	long long vm0[PH_VMSTAT_KEYS], vm1[PH_VMSTAT_KEYS];
-	long long written0 = vmstat_one("nr_written");
 	size_t len = s.pages * PH_PAGE;
 	s.fd = make_file(file, s.pages);
 	int hugepage_errno = 0;
@@ -391,6 +390,7 @@ int main(int argc, char **argv)
 	struct writer w[MAX_WRITERS];
 	struct cleaner c = {.s = &s};
 	ph_vmstat(vm0);
+	long long written0 = vmstat_one("nr_written"); /* from here: the pages writeback writes during the race */
 	getrusage(RUSAGE_SELF, &ru0);
 	if (ph_step("two CPUs online (the writers on 0, the cleaner on 1)", cpus >= 2 ? 0 : (errno = ENXIO, -1)) == 0) {
 		for (int i = 0; i < s.writers; i++) {
