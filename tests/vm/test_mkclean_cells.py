@@ -8,10 +8,12 @@ from harness.pytest_plugin import check_cell
 
 pytestmark = pytest.mark.vm
 
-CELLS = [("mkclean_race", "ext4"), ("mkclean_race", "xfs"), ("mkclean_race_thp", "xfs")]
+# the CI tier runs the ext4 cell (on each VM-test kernel); xfs and the large-folio variant are slow-tier
+CELLS = [("mkclean_race", "ext4", ()), ("mkclean_race", "xfs", (pytest.mark.slow,)),
+         ("mkclean_race_thp", "xfs", (pytest.mark.slow,))]
 
 
-@pytest.mark.parametrize("workload,fs_type", CELLS, ids=[f"{w}-{fs}" for w, fs in CELLS])
+@pytest.mark.parametrize("workload,fs_type", [pytest.param(w, fs, marks=m, id=f"{w}-{fs}") for w, fs, m in CELLS])
 def test_every_page_on_disk_holds_its_last_number(request, ph_session, kernel, kernel_spec, workload, fs_type):
     res = check_cell(request, ph_session, kernel, kernel_spec, workload, fs_type, "none", subdir="mkclean")
     result, verify = res.run["result"], res.run["verify"]
