@@ -187,7 +187,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         source_disk=False, vm={"cpus": 2}, args=("seconds=4", "writers=2"), check="record"),
     "mkclean_race_thp": WorkloadSpec(
         "mkclean_race_thp", "mkclean_race.c",
-        "mkclean_race on a 4 MiB file mapped PMD-aligned with MADV_HUGEPAGE and read back from disk: large folios "
+        "mkclean_race on a 2 MiB file mapped PMD-aligned with MADV_HUGEPAGE and read back from disk: large folios "
         "and PMD mappings where the kernel gives them (the run reports which)",
         kconfig=("TRANSPARENT_HUGEPAGE",), source_disk=False, vm={"cpus": 2},
         args=("seconds=4", "writers=2", "thp=1"), check="record", in_default_matrix=False),

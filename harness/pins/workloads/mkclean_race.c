@@ -21,7 +21,7 @@
  * "other" (torn, unknown number, foreign bytes) and "misplaced" (another page's header).
  * "device_wrote_B" of the run is the pages written, so pages - B is the data loss.
  *
- * thp=1: the file is at least THP_PAGES pages, mapped 2 MiB aligned with MADV_HUGEPAGE,
+ * thp=1: the file is at least THP_PAGES pages (2 MiB), mapped 2 MiB aligned with MADV_HUGEPAGE,
  * read back from disk by faults (large folios, PMD mappings where the kernel gives them);
  * "folios" reports what the kernel gave, at the start and at the end.
  *
@@ -40,7 +40,7 @@
 #define SEQ_OFF 16
 #define SEQ_END (PH_PAGE - 8)
 #define PMD_SIZE (2UL << 20)
-#define THP_PAGES 1024 /* two PMDs */
+#define THP_PAGES 512 /* one PMD */
 #define MAX_WRITERS 8
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
@@ -432,10 +432,11 @@ int main(int argc, char **argv)
 	}
 	printf("], \"cleaner_cpu\": %d, \"writer_passes\": %lu, \"writes\": %lu, \"clean_cycles\": %lu, "
 	       "\"pageouts\": %lu, \"msync_errno\": %d, \"fsync_errno\": %d, \"sync_file_range_errno\": %d, "
-	       "\"pageout_errno\": %d, \"reclaim_errno\": %d, \"minor_faults\": %ld, \"memory_regressions\": %lu, "
+	       "\"pageout_errno\": %d, \"reclaim_errno\": %d, \"minor_faults\": %ld, \"major_faults\": %ld, "
+	       "\"memory_regressions\": %lu, "
 	       "\"regressed_pages\": %zu, \"memory_mismatch\": %zu, ",
 	       c.cpu, passes, writes, c.cycles, c.pageouts, c.msync_errno, c.fsync_errno, c.sfr_errno, c.pageout_errno,
-	       c.reclaim_errno, ru1.ru_minflt - ru0.ru_minflt, regressions, regressed, mismatch);
+	       c.reclaim_errno, ru1.ru_minflt - ru0.ru_minflt, ru1.ru_majflt - ru0.ru_majflt, regressions, regressed, mismatch);
 	folios_json("folios_end", s.map, s.pages);
 	save_record(record, file, &s);
 	int fsync_ret = fsync(s.fd);
