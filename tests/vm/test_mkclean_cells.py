@@ -22,8 +22,9 @@ def test_every_page_on_disk_holds_its_last_number(request, ph_session, kernel, k
     assert result["cpus"] == 2 and set(result["writer_cpus"]) == {0} and result["cleaner_cpu"] == 1, result
     assert result["setup_errno"] == 0 and result["msync_errno"] == 0 and result["fsync_errno"] == 0, result
     assert result["clean_cycles"] >= 3 and result["writer_passes"] >= 3 * result["writers"], result
-    # writeback wrote the pages again and again, and the writers faulted on write-protected PTEs
-    assert result["nr_written"] >= pages and result["minor_faults"] >= pages, result
+    # writeback wrote every page again and again, and the writers faulted on write-protected entries (one
+    # fault per PTE, or per PMD where the folio is PMD-mapped: then fewer faults than pages)
+    assert result["nr_written"] >= 3 * pages and result["minor_faults"] >= 3, result
     assert result["pageout_errno"] in (0, 22), result  # 22: EINVAL, a kernel without MADV_PAGEOUT
     # the data: every page written, every page checked on disk, each holding its last number
     assert result["device_wrote_B"] == pages == verify["pages"], (result, verify)
