@@ -7,13 +7,13 @@
  *
  * The file starts as pattern A pages (common.h). Writer threads on CPU 0 each own every
  * W-th page and store a sequence number into each of their pages (over bytes 16..23 and
- * the last 8), pass after pass. Before a
- * store a writer checks that the page still holds its previous number: a page that lost
- * a store in memory (written back stale, evicted, read back) counts as regressed. A
- * cleaner thread on CPU 1 loops msync(MS_SYNC), fsync, sync_file_range(WAIT_BEFORE|
- * WRITE|WAIT_AFTER), madvise(MADV_PAGEOUT) (and memory.reclaim with reclaim=1). After
- * seconds=S the writers stop; each page's last number goes to the record file (on the
- * root fs, next to this program: not on the file system under test); fsync.
+ * the last 8), pass after pass. Before a store a writer checks that the page still holds
+ * its previous number: a page that lost a store in memory (written back stale, evicted,
+ * read back) counts as regressed. Once every page was written, a cleaner thread on CPU 1
+ * loops msync(MS_SYNC), fsync, sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER) and
+ * madvise(MADV_PAGEOUT) (and memory.reclaim with reclaim=1). After seconds=S the writers
+ * stop; each page's last number goes to the record file (on the root fs, next to this
+ * program: not on the file system under test); fsync.
  *
  * mode=verify (after the harness's remount) reads every page with O_DIRECT and compares
  * with the record: "B" pages hold their last number, "stale" an older one, "A" still pattern
@@ -46,7 +46,8 @@
 #define KPF_COMPOUND_TAIL 16
 #define KPF_THP 22
 
-static int stop; /* written by main, read by the threads (atomic) */
+static int stop;	     /* written by main, read by the threads (atomic) */
+static int first_passes; /* writers done with their first pass: the cleaner starts after all (atomic) */
 
 struct shared {
 	unsigned char *map;
@@ -108,7 +109,8 @@ static void *writer(void *p)
 			__atomic_store_n(&s->last[i], seq, __ATOMIC_RELEASE);
 			w->writes++;
 		}
-		w->passes++;
+		if (!w->passes++)
+			__atomic_add_fetch(&first_passes, 1, __ATOMIC_RELEASE);
 	}
 	w->cpu = sched_getcpu();
 	return NULL;
@@ -121,6 +123,9 @@ static void *cleaner(void *p)
 	size_t len = s->pages * PH_PAGE;
 	char path[512];
 	c->affinity_errno = on_cpu(1);
+	/* every page written once before the first clean: each one then has a number to lose */
+	while (__atomic_load_n(&first_passes, __ATOMIC_ACQUIRE) < s->writers && !__atomic_load_n(&stop, __ATOMIC_RELAXED))
+		usleep(1000);
 	snprintf(path, sizeof(path), "%s/memory.reclaim", s->cgroup ? s->cgroup : "");
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		if (msync(s->map, len, MS_SYNC) && !c->msync_errno)
