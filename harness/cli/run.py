@@ -25,7 +25,7 @@ from harness.results.outputs import FORMATS, OutputOptions, write_outputs
 from harness.results.shard import shard_arg
 from harness.pins.stressors import STRESSORS
 from harness.vm.vm import VMOptions, pick_accel
-from harness.pins.workloads import WORKLOADS
+from harness.pins.workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 
 # A TCG guest is one busy thread: on 2 cores the default matrix took 9m39s with --jobs 2 and 18m14s
@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fs", type=_csv, action="extend", default=None,
                    help="file systems, comma-separated or repeated (default ext4,xfs)")
     p.add_argument("--workload", type=_csv, action="extend", default=None,
-                   help=f"workloads, comma-separated or repeated (default: all: {','.join(WORKLOADS)})")
+                   help=f"workloads, comma-separated or repeated: {', '.join(WORKLOADS)} "
+                        f"(default: {','.join(DEFAULT_WORKLOADS)})")
     p.add_argument("--stressor", action="append", default=None, metavar="A+B",
                    help=f"stressor set (repeatable; combine with +): {', '.join(STRESSORS)} "
                         "(default: each workload's own)")
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     specs = kernel_specs(args.kernel or list(kernel_mod.DEFAULT_KERNELS), args.arch)
     fss = args.fs or ["ext4", "xfs"]
     check_fs_names(fss)  # every name is checked before anything is downloaded, built or booted
-    requested = cells(specs, args.workload or list(WORKLOADS), fss, args.stressor)
+    requested = cells(specs, args.workload or list(DEFAULT_WORKLOADS), fss, args.stressor)
     previous = results_mod.load(args.previous) if args.previous else None
     kernels = resolve_kernels(args, specs, paths, progress)  # after the checks of the arguments: downloads take time
     matrix = select_cells(args, requested, kernels, progress)

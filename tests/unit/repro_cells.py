@@ -16,10 +16,11 @@ from harness.vm.kernel import Kernel
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "console"
 WARNING_LOG = GOLDEN / "guest-debian61-odirect-ext4-warning.log"
 RELEASE = "6.1.0-57-amd64"
-CONFIG = "\n".join([
-    "CONFIG_LRU_GEN=y", "# CONFIG_LRU_GEN_ENABLED is not set", "CONFIG_TRANSPARENT_HUGEPAGE=y",
-    "CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS=y", "CONFIG_MEMCG=y", "CONFIG_EXT4_FS=m", "CONFIG_XFS_FS=m",
-    *(f"CONFIG_{o}=m" for w in WORKLOADS.values() for o in w.kconfig if o != "MEMCG"),
+BASE_CONFIG = ["CONFIG_LRU_GEN=y", "# CONFIG_LRU_GEN_ENABLED is not set", "CONFIG_TRANSPARENT_HUGEPAGE=y",
+               "CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS=y", "CONFIG_MEMCG=y", "CONFIG_EXT4_FS=m", "CONFIG_XFS_FS=m"]
+CONFIG = "\n".join([  # then the workloads' options the lines above do not set, as modules
+    *BASE_CONFIG, *(f"CONFIG_{o}=m" for w in WORKLOADS.values() for o in w.kconfig
+                    if not any(line.startswith(f"CONFIG_{o}=") for line in BASE_CONFIG)),
 ]) + "\n"
 DEB = {"package": f"linux-image-{RELEASE}-unsigned", "version": "6.1.192-3",
        "url": f"https://deb.debian.org/debian-security/pool/updates/main/l/linux/linux-image-{RELEASE}-unsigned_"

@@ -50,6 +50,10 @@ class WorkloadSpec:
     partial_pages: bool = False  # the device writes a region of each page; verify checks that region
     tools: tuple[str, ...] = ()  # commands ``prepare`` runs beyond a shell's basics (a repro's initramfs copies them)
     arches: tuple[str, ...] = ("x86_64", "arm64")  # guest architectures it runs on (harness.vm.arch)
+    # what mode=verify compares the disk with: "patterns" (pattern A/B pages: B = the device's writes) or
+    # "record" (each page's last written number, which the run saved on the guest's root fs; B = pages holding it)
+    check: str = "patterns"
+    in_default_matrix: bool = True  # False: `run` runs it only when --workload names it
 
 
 VFIO_PREPARE = r"""
@@ -179,12 +183,27 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         "an emulated device access writes it",
         kconfig=("IOMMUFD", "IOMMUFD_TEST", "MEMCG"), source_disk=False, vm={"memory_mb": 512},
         default_stressors=("bh-fill", "reclaim")),
+    "mkclean_race": WorkloadSpec(
+        "mkclean_race", "mkclean_race.c",
+        "no pin: writer threads on vCPU 0 store sequence numbers into every page of the mapping nonstop while "
+        "vCPU 1 cleans and write-protects its PTEs (msync, fsync, sync_file_range, MADV_PAGEOUT): the dirty-bit/TLB "
+        "race; verify checks that every page on disk holds its last number",
+        source_disk=False, vm={"cpus": 2}, args=("seconds=4", "writers=2"), check="record"),
+    "mkclean_race_thp": WorkloadSpec(
+        "mkclean_race_thp", "mkclean_race.c",
+        "mkclean_race on a 2 MiB file mapped PMD-aligned with MADV_HUGEPAGE and read back from disk: large folios "
+        "and PMD mappings where the kernel gives them (the run reports which)",
+        kconfig=("TRANSPARENT_HUGEPAGE",), source_disk=False, vm={"cpus": 2},
+        args=("seconds=4", "writers=2", "thp=1"), check="record", in_default_matrix=False),
     "gup_test": WorkloadSpec(
         "gup_test", "gup_test.c",
         "the kernel's GUP test device pins the mapping FOLL_LONGTERM|FOLL_WRITE and unpins it: the pin policy alone",
         kconfig=("GUP_TEST", "DEBUG_FS"), source_disk=False),
 }
 
+
+# the workloads `run` runs unless --workload names others
+DEFAULT_WORKLOADS = tuple(n for n, spec in WORKLOADS.items() if spec.in_default_matrix)
 
 
 def needed_config(spec: WorkloadSpec, arch: str = "x86_64") -> tuple[str, ...]:
@@ -350,6 +369,12 @@ def _parse_json_line(text: str, what: str) -> dict:
     raise HarnessError(f"{what} printed no JSON result: {text.strip()[-300:]!r}")
 
 
+def _raise_if_gave_up(doc: dict, what: str) -> None:
+    """The program's JSON line says it gave up (ph_die): a one-line error naming the step."""
+    if "error" in doc:
+        raise HarnessError(f"{what} failed at {doc['error']}: {doc.get('strerror', '')} (errno {doc.get('errno')})")
+
+
 # nr_foll_pin_released can trail the syscall that took the pins: an O_DIRECT read into pages that
 # are not dirty yet ends in bio_check_pages_dirty(), which defers dirtying and unpinning them to
 # the bio_dirty_work workqueue. A sample taken right after such a read (the verify step's own, on
@@ -403,9 +428,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     finally:
         stress.teardown()
     result = _parse_json_line(res.stdout, f"workload {name}")
-    if "error" in result:  # the program gave up before its pin/device steps: no outcome to classify
-        raise HarnessError(f"workload {name} failed at {result['error']}: {result.get('strerror', '')} "
-                           f"(errno {result.get('errno')})")
+    _raise_if_gave_up(result, f"workload {name}")  # before its pin/device steps: no outcome to classify
     if result.get("setup_errno"):  # the pin was taken but the device could not be driven: no outcome either
         raise HarnessError(f"workload {name}: setting up the device failed at {result.get('setup_stage', '?')} "
                            f"(errno {result['setup_errno']})")
@@ -421,6 +444,7 @@ def run_workload(vm, name: str, fs: str, device: str, mountpoint: str, stressors
     vm.run(remount_command(fs, device, mountpoint), timeout=120, check=True)
     verify = _parse_json_line(vm.run(verify_command(f"{GUEST_DIR}/{name}", file, pages), timeout=120).stdout,
                               f"verify of {name}")
+    _raise_if_gave_up(verify, f"verify of {name}")  # nothing was compared: no loss to count
     pins_after = read_pins(vm, settle=SETTLE_SECONDS)
     end_mark = vm.mark(f"workload {name}: end")
     return WorkloadRun(name, fs, tuple(stressors), result, verify, vm.console_text(start)[: end_mark - start + 200],

@@ -148,16 +148,16 @@ def test_cells_the_kernels_cannot_run_are_left_out_with_one_line(tmp_path, monke
     assert "vhost_vdpa needs CONFIG_VHOST_VDPA, CONFIG_VDPA_SIM_NET" in line and "kvm" not in line.split("(")[1]
     assert "python -m harness build --tree ~/linux --config base,pins" in line and "--all" in line
     assert set(ran) == {f"{k}-{w}-ext4-{st}" for k in ("debian-6.1", "debian-6.12")
-                        for w, st in (("odirect", "reclaim"), ("kvm", "bh-fill+reclaim"))}
+                        for w, st in (("odirect", "reclaim"), ("kvm", "bh-fill+reclaim"), ("mkclean_race", "none"))}
     assert "left out 16 cells that debian:6.1, debian:6.12 cannot run" in line
-    assert len(json.loads((out / "results.json").read_text())["cells"]) == 4
+    assert len(json.loads((out / "results.json").read_text())["cells"]) == 6
     # named with --workload, or --all: listed (run_cell makes them SKIP)
     ran.clear()
     assert cli.main(base + ["--out", str(tmp_path / "named"), "--workload", "gup_test,kvm"]) == 0
     assert len(ran) == 4 and "left out" not in capsys.readouterr().err
     ran.clear()
     assert cli.main(base + ["--out", str(tmp_path / "all"), "--all"]) == 0
-    assert len(ran) == 2 * 10
+    assert len(ran) == 2 * 11  # the default workloads (not mkclean_race_thp: run only when named)
 
 
 def test_progress_lines_carry_elapsed_time_eta_and_one_accel_line(tmp_path, monkeypatch, capsys):
