@@ -40,8 +40,8 @@ HOST_TOOLS: dict[str, str] = {
 }
 
 # Extra packages the host wants that provide no single tool we probe for.
-HOST_EXTRA_PACKAGES = ["debian-archive-keyring", "libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make", "bc", "flex", "bison", "libelf-dev", "libssl-dev",
-                       "libc6-dev-arm64-cross"]
+HOST_EXTRA_PACKAGES = ["debian-archive-keyring", "libc6-dev", "libibverbs-dev", "linux-libc-dev", "ccache", "make",
+                       "bc", "flex", "bison", "libelf-dev", "libssl-dev", "libc6-dev-arm64-cross"]
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
 
@@ -158,7 +158,8 @@ def foreign_arch_ready(arch, register: bool = True) -> None:
 
     def test() -> str:
         proc = subprocess.run([tool, arch.debian], capture_output=True, text=True, timeout=60)
-        return "" if proc.returncode == 0 else (proc.stdout + proc.stderr).strip().splitlines()[-1:][0]
+        said = (proc.stdout + proc.stderr).strip().splitlines() or [f"arch-test exited {proc.returncode}"]
+        return "" if proc.returncode == 0 else said[-1]
 
     problem = test()
     if not problem:

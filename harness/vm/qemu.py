@@ -70,8 +70,6 @@ class QemuConfig:
     hotplug_ports: int = 0  # empty pcie-root-ports hp0.. for disks attached later (snapshots)
     vmgenid: bool = False  # a VM generation ID device: a restored guest sees a new one and reseeds its RNG
     incoming: bool = False  # -incoming defer: the guest's state arrives by QMP migrate-incoming
-
-
     qemu_binary: str = ""  # default: the arch's (qemu-system-x86_64, qemu-system-aarch64)
 
     def __post_init__(self) -> None:
