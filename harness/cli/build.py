@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.kbuild import build as build_mod
+from harness.vm.arch import ARCHES
 from harness.vm.host import Paths
 
 
@@ -19,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=_csv, default=list(build_mod.DEFAULT_CONFIGS), metavar="A,B",
                    help="fragments merged onto `make ARCH=x86_64 tinyconfig`, in order: names in kernel-configs/ "
                         "(base, pins, debug) or paths (default: %(default)s)")
+    p.add_argument("--arch", default=build_mod.ARCH, choices=tuple(ARCHES),
+                   help="kernel architecture (default: %(default)s); arm64 is cross-compiled with "
+                        "aarch64-linux-gnu-gcc and gets kernel-configs/arm64.config too")
     p.add_argument("--out", type=Path, default=None,
                    help="O= build directory (default: one stable directory per tree and fragment set in the cache)")
     p.add_argument("--jobs", "-j", type=int, default=0, help="make -j (default: number of CPUs)")
@@ -29,9 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = Paths.default()
-    tree = build_mod.check_tree(args.tree)
-    out = args.out or build_mod.default_out(tree, args.config, paths)
-    req = build_mod.BuildRequest(tree, out, tuple(args.config), args.jobs, not args.no_ccache, args.timeout)
+    tree = build_mod.check_tree(args.tree, args.arch)
+    out = args.out or build_mod.default_out(tree, args.config, paths, args.arch)
+    req = build_mod.BuildRequest(tree, out, tuple(args.config), args.jobs, not args.no_ccache, args.timeout,
+                                 arch=args.arch)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     kernel, res = build_mod.build_kernel(req, paths, log)
     if args.json:

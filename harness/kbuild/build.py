@@ -28,16 +28,17 @@ from typing import Callable, Optional, Sequence
 
 from harness.kbuild import kconfig
 from harness.errors import HarnessError
+from harness.vm import arch as arch_mod
 from harness.vm.host import Paths, free_bytes, require_tool
 from harness.vm.kernel import Kernel, from_tree, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "kernel-configs"
 DEFAULT_CONFIGS = ("base", "pins")
-ARCH = "x86_64"
+ARCH = "x86_64"  # the default (a row of harness.vm.arch); BuildRequest.arch picks another
 SRCARCH = "x86"
 BASE_TARGET = "tinyconfig"  # what the fragments are merged onto
-TARGETS = ("bzImage", "modules")  # vmlinux is bzImage's prerequisite
+TARGETS = ("bzImage", "modules")  # x86_64's; vmlinux is the image's prerequisite
 MIN_FREE = 6 << 30  # a DWARF build of base+pins is ~3 GiB; leave room
 PROGRESS_EVERY = 15.0  # seconds between compiler-progress lines
 TAIL_LINES = 40
@@ -72,6 +73,15 @@ class BuildRequest:
     timeout: float = 4 * 3600.0
     config_dir: Path = CONFIG_DIR
     env: tuple[tuple[str, str], ...] = ()  # extra environment for make (bench: CCACHE_DIR, CCACHE_RECACHE)
+    arch: str = ARCH  # x86_64 | arm64: arm64 is cross-compiled (CROSS_COMPILE=aarch64-linux-gnu-), with arm64.config
+
+    @property
+    def row(self) -> arch_mod.Arch:
+        return arch_mod.get(self.arch)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return (Path(self.row.tree_image).name, "modules")
 
 
 @dataclass
@@ -108,13 +118,23 @@ def fragment_paths(names: Sequence[str], config_dir: Path = CONFIG_DIR) -> list[
     return out
 
 
-def check_tree(tree: Path) -> Path:
+def build_fragments(req: BuildRequest) -> list[Path]:
+    """The fragments of ``req``, then its architecture's own when it has one (kernel-configs/arm64.config:
+    the virt machine's console, PCI host and SMMUv3); options of the shared fragments that the
+    architecture lacks (PVH, INTEL_IOMMU...) are reported as missing, with kconfig's reason."""
+    fragments = fragment_paths(req.configs, req.config_dir)
+    own = req.config_dir / f"{req.row.name}.config"
+    return fragments + ([own.resolve()] if own.is_file() and own.resolve() not in fragments else [])
+
+
+def check_tree(tree: Path, arch: str = ARCH) -> Path:
     """The resolved source tree, or a one-line error: not a kernel tree, or built in place."""
     tree = Path(tree).expanduser().resolve()
+    srcarch = arch_mod.get(arch).srcarch
     if not tree.is_dir():
         raise HarnessError(f"--tree {tree} is not a directory")
-    if not ((tree / "Makefile").is_file() and (tree / "Kconfig").is_file() and (tree / "arch" / SRCARCH).is_dir()):
-        raise HarnessError(f"{tree} is not a kernel source tree (no Makefile, Kconfig and arch/{SRCARCH}/)")
+    if not ((tree / "Makefile").is_file() and (tree / "Kconfig").is_file() and (tree / "arch" / srcarch).is_dir()):
+        raise HarnessError(f"{tree} is not a kernel source tree (no Makefile, Kconfig and arch/{srcarch}/)")
     if not (tree / "scripts" / "kconfig" / "merge_config.sh").is_file():
         raise HarnessError(f"{tree} has no scripts/kconfig/merge_config.sh: a kernel tree of v3.x or later is needed")
     if (tree / ".config").exists() or (tree / "include" / "config").is_dir():
@@ -123,20 +143,23 @@ def check_tree(tree: Path) -> Path:
     return tree
 
 
-def default_out(tree: Path, configs: Sequence[str], paths: Paths) -> Path:
-    """One stable O= directory per tree and fragment set: incremental builds and ccache hits."""
+def default_out(tree: Path, configs: Sequence[str], paths: Paths, arch: str = ARCH) -> Path:
+    """One stable O= directory per tree, fragment set and architecture: incremental builds and ccache hits."""
     tree = Path(tree).resolve()
     key = hashlib.sha256(str(tree).encode()).hexdigest()[:10]
-    label = "+".join(Path(c).stem for c in configs)
+    label = "+".join(Path(c).stem for c in configs) + ("" if arch_mod.get(arch).name == ARCH else f"@{arch}")
     return paths.cache / "builds" / f"{tree.name}-{key}-{label}"
 
 
 # --------------------------------------------------------------------------- make
 
 def make_argv(req: BuildRequest, targets: Sequence[str], ccache: Optional[str] = None) -> list[str]:
-    argv = ["make", "-C", str(req.tree), f"O={req.out}", f"ARCH={ARCH}", "LOCALVERSION="]
+    row = req.row
+    argv = ["make", "-C", str(req.tree), f"O={req.out}", f"ARCH={row.kbuild_arch}", "LOCALVERSION="]
+    if row.cross_prefix:
+        argv.append(f"CROSS_COMPILE={row.cross_prefix}")
     if ccache:
-        argv.append(f"CC={ccache} gcc")
+        argv.append(f"CC={ccache} {row.cross_prefix}gcc")
     return argv + list(targets)
 
 
@@ -199,10 +222,10 @@ def configure(req: BuildRequest, fragments: list[Path], log: Callable[[str], Non
     unsatisfied = {k: v for k, v in requested.items() if not kconfig.satisfied(v, final.get(k))}
     missing: list[kconfig.MissingOption] = []
     if unsatisfied:
-        index = index or kconfig.build_index(req.tree, SRCARCH, ARCH)
+        index = index or kconfig.build_index(req.tree, req.row.srcarch, req.row.kbuild_arch)
         missing = kconfig.missing_options(unsatisfied, final, index)
     if final.get("CONFIG_64BIT") != "y":
-        raise BuildError(f"{cfg} is not a 64-bit x86 config: the guest userspace is amd64")
+        raise BuildError(f"{cfg} is not a 64-bit {req.row.srcarch} config: the guest userspace is 64-bit")
     return changed, missing
 
 
@@ -288,12 +311,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def build(req: BuildRequest, log: Callable[[str], None] = print) -> BuildResult:
     """Configure and build; the result names the options that did not survive."""
-    tree = check_tree(req.tree)
+    tree = check_tree(req.tree, req.arch)
     req = BuildRequest(tree, Path(req.out).expanduser().resolve(), tuple(req.configs), req.jobs, req.ccache,
-                       req.timeout, req.config_dir, tuple(req.env))
-    fragments = fragment_paths(req.configs, req.config_dir)
+                       req.timeout, req.config_dir, tuple(req.env), req.arch)
+    fragments = build_fragments(req)
     require_tool("make")
-    require_tool("gcc")
+    require_tool(f"{req.row.cross_prefix}gcc")
     req.out.mkdir(parents=True, exist_ok=True)
     if free_bytes(req.out) < MIN_FREE:
         raise BuildError(f"no space for a kernel build in {req.out}: {free_bytes(req.out) >> 20} MiB free, "
@@ -303,10 +326,10 @@ def build(req: BuildRequest, log: Callable[[str], None] = print) -> BuildResult:
     for m in missing:
         log(f"pinharness: build: missing {m.line()}")
     ccache = _ccache() if req.ccache else None
-    log(f"pinharness: build: make {' '.join(TARGETS)} -j{req.jobs or os.cpu_count()} in {req.out}"
+    log(f"pinharness: build: make {' '.join(req.targets)} -j{req.jobs or os.cpu_count()} in {req.out}"
         f" ({'ccache' if ccache else 'no ccache'}, {'new config' if changed else 'config unchanged'})")
-    run_make(req, TARGETS, log, ccache)
-    image = req.out / "arch" / "x86" / "boot" / "bzImage"
+    run_make(req, req.targets, log, ccache)
+    image = req.out / req.row.tree_image
     if not image.exists():
         raise BuildError(f"make succeeded but {image} is missing")
     res = BuildResult(req.out, fragments, missing, changed, time.monotonic() - t0, _children_cpu() - cpu0,
@@ -318,7 +341,7 @@ def build(req: BuildRequest, log: Callable[[str], None] = print) -> BuildResult:
 def build_kernel(req: BuildRequest, paths: Paths, log: Callable[[str], None] = print) -> tuple[Kernel, BuildResult]:
     """Build, then resolve the O= directory into a bootable Kernel (modules installed into the cache)."""
     res = build(req, log)
-    return from_tree(res.out, paths, log=log), res
+    return from_tree(res.out, paths, log=log, arch=req.arch), res
 
 
 def image_digest(out: Path) -> str:

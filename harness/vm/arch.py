@@ -38,6 +38,8 @@ class Arch:
     image_magic: tuple[int, bytes]  # (offset, bytes) that identify a bootable kernel image
     initramfs_modules: tuple[str, ...]  # modules the initramfs loads (those absent are skipped)
     tree_image: str  # the bootable image in a built kernel tree
+    kbuild_arch: str  # make ARCH=
+    srcarch: str  # the tree's arch/<srcarch>/ directory
 
 
 ARCHES: dict[str, Arch] = {
@@ -52,7 +54,7 @@ ARCHES: dict[str, Arch] = {
         image_magic=(0x202, b"HdrS"),
         initramfs_modules=("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc32c_intel", "crc16",
                            "ext4"),
-        tree_image="arch/x86/boot/bzImage"),
+        tree_image="arch/x86/boot/bzImage", kbuild_arch="x86_64", srcarch="x86"),
     # -cpu max emulates pointer authentication, which makes TCG ~4x slower (10.0 s vs 2.3 s to
     # userspace); GICv3 because VFIO's type1 attach wants interrupt remapping (its ITS) behind the SMMUv3
     "arm64": Arch(
@@ -65,7 +67,7 @@ ARCHES: dict[str, Arch] = {
         cross_prefix="aarch64-linux-gnu-", cross_packages=("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"),
         image_magic=(0x38, b"ARM\x64"),
         initramfs_modules=("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "crc16", "ext4"),
-        tree_image="arch/arm64/boot/Image"),
+        tree_image="arch/arm64/boot/Image", kbuild_arch="arm64", srcarch="arm64"),
 }
 DEFAULT = "x86_64"
 ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64"}
