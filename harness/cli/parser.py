@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from harness.errors import HarnessError, NoSpace, Terminated, is_enospc
 
@@ -53,6 +53,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set a handler
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    previous_hook = sys.unraisablehook
+    if main_thread:
+        sys.unraisablehook = swallowed_stop_redelivered(previous_hook)
     try:
         return int(args._run(args) or 0)
     except Terminated as exc:
@@ -74,10 +77,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            sys.unraisablehook = previous_hook
 
 
 def _terminate(signum, frame) -> None:
     raise Terminated()
+
+
+REDELIVER_AFTER = 0.2  # seconds: by then the main thread has left the callback that swallowed the stop
+
+
+def swallowed_stop_redelivered(previous: Callable) -> Callable:
+    """An unraisablehook that gives back a Ctrl-C or SIGTERM Python had to swallow.
+
+    A signal that lands while the main thread runs a callback whose exceptions Python can only
+    report, e.g. an os.fork() at-fork hook as subprocess or pexpect starts a program ("Exception
+    ignored in: <function _releaseLock>"), turned into a KeyboardInterrupt that nobody saw: the run went
+    on, and a CI test waited 60 s for it to stop. The same signal is sent again a moment later,
+    from a timer thread, when it can unwind the run as any other."""
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            timer = threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+    return hook
 
 
 if __name__ == "__main__":

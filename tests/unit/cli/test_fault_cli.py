@@ -17,7 +17,7 @@ import pytest
 from harness.cli import boot as boot_cmd
 from harness.cli import parser as cli
 from harness.cli import run as run_cmd
-from harness.errors import EmulationFailure, GuestHang, HarnessError, NoSpace, QemuDied
+from harness.errors import EmulationFailure, GuestHang, HarnessError, NoSpace, QemuDied, Terminated
 from harness.pins.matrix import CellResult
 from harness.vm import vm as vm_mod
 from harness.vm.guest import CommandResult
@@ -276,3 +276,26 @@ def test_a_failed_kvm_canary_is_remembered_until_the_host_reboots(tmp_path, monk
     key["boot_id"] = "boot-2"
     vm_mod.pick_accel("auto", kern, paths, tmp_path / "w", log=notes.append)
     assert len(calls) == 3  # the host rebooted: probed again
+
+
+@pytest.mark.parametrize("exc,signum", [(KeyboardInterrupt(), signal.SIGINT), (Terminated(), signal.SIGTERM)])
+def test_a_stop_python_swallowed_is_delivered_again(exc, signum):
+    """Ctrl-C landing in an at-fork hook (Python prints "Exception ignored in: <function _releaseLock>")
+    was lost and the run went on (a CI trial waited 60 s): the hook sends the same signal again."""
+    from types import SimpleNamespace
+
+    from harness.cli import parser as parser_mod
+
+    other, got = [], []
+    hook = parser_mod.swallowed_stop_redelivered(other.append)
+    previous = signal.signal(signum, lambda s, f: got.append(s))
+    try:
+        hook(SimpleNamespace(exc_value=exc))
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hook(SimpleNamespace(exc_value=ValueError("x")))
+    finally:
+        signal.signal(signum, previous)
+    assert got == [signum]
+    assert len(other) == 1 and isinstance(other[0].exc_value, ValueError)  # anything else: as before
