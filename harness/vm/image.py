@@ -42,33 +42,9 @@ INITRAMFS_MODULES = arch_mod.ARCHES[arch_mod.DEFAULT].initramfs_modules
 ROOT_SERIAL = "ph-rootfs"
 MODULES_SERIAL = "ph-modules"
 
-INITRAMFS_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-die() { echo "PINHARNESS-INIT-FAILED: $*"; sleep 1; poweroff -f; }
-for m in $(cat /modules/order); do insmod "/modules/$m" 2>/dev/null; done
-arg() { for w in $(cat /proc/cmdline); do case "$w" in "$1="*) echo "${w#*=}"; return 0;; esac; done; return 1; }
-if arg pinharness.canary >/dev/null; then echo "PINHARNESS-CANARY-OK"; poweroff -f; fi
-want=$(arg pinharness.root) || die "no pinharness.root on the command line"
-root=""
-i=0
-while [ $i -lt 200 ]; do
-  for d in /sys/block/vd*; do
-    [ "$(cat $d/serial 2>/dev/null)" = "$want" ] && root=/dev/${d##*/}
-  done
-  [ -n "$root" ] && break
-  i=$((i+1)); sleep 0.05
-done
-[ -n "$root" ] || die "root disk $want not found (virtio_blk missing?)"
-mkdir -p /newroot
-mount -t ext4 "$root" /newroot || die "cannot mount $root"
-mount --move /dev /newroot/dev
-umount /proc /sys
-exec switch_root /newroot /sbin/pinharness-init
-"""
+# The initramfs' /init (busybox sh): modules, root and modules disks, API file systems, network,
+# SSH key, then switch_root to the rootfs' init. Its text is part of every initramfs' cache key.
+INITRAMFS_INIT = (Path(__file__).resolve().parent / "initramfs_init.sh").read_text()
 
 
 # --------------------------------------------------------------------------- recipe / rootfs

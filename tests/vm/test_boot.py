@@ -23,9 +23,27 @@ def test_stdin_is_passed(module_vm):
 def test_real_userspace_with_sshd(module_vm):
     procs = module_vm.run("ps -eo comm", timeout=30).stdout.split()
     assert "sshd" in procs
-    assert module_vm.run("cat /proc/1/cmdline | tr '\\0' ' '", timeout=30).stdout.startswith("/bin/bash")
+    assert module_vm.run("tr '\\0' ' ' < /proc/1/cmdline", timeout=30).stdout.split() == \
+        ["/bin/busybox", "sh", "/sbin/pinharness-init"]
     for tool in ("fio", "mkfs.xfs", "e2fsck", "ibv_devices", "rdma", "ip", "modprobe"):
         assert module_vm.run(f"command -v {tool}", timeout=30).exit_status == 0, tool
+
+
+def test_the_initramfs_did_the_set_up_and_pid_1_reaps_orphans(module_vm, kernel):
+    """The initramfs' busybox mounted the modules disk and the API file systems, set up the network
+    and the SSH key (harness/vm/initramfs_init.sh), so the rootfs init only started sshd. An orphan
+    that exits is reaped by PID 1, whose shell is busybox's ash, not bash."""
+    early = module_vm.run("cat /run/pinharness-early", timeout=30, check=True).stdout.split()
+    modules = kernel.modules_dir is not None
+    assert set(early) == {"mounts", "net", "key"} | ({"modules"} if modules else set())
+    mounts = module_vm.run("findmnt -rn -o TARGET,FSTYPE", timeout=30, check=True).stdout
+    wanted = [("/dev/pts", "devpts"), ("/run", "tmpfs"), ("/tmp", "tmpfs"), ("/sys", "sysfs"), ("/proc", "proc")]
+    for target, fstype in wanted + ([(f"/usr/lib/modules/{kernel.release}", "ext4")] if modules else []):
+        assert f"{target} {fstype}" in mounts.splitlines(), (target, mounts)
+    assert module_vm.run("hostname; cat /proc/sys/kernel/sysrq", timeout=30).stdout.split() == ["pinharness", "1"]
+    res = module_vm.run("(sleep 0.3 & echo $! > /tmp/orphan); sleep 2; pid=$(cat /tmp/orphan); "
+                        "[ -e /proc/$pid ] && cat /proc/$pid/stat || echo gone", timeout=30, check=True)
+    assert res.stdout.strip() == "gone", res.stdout
 
 
 def test_modules_reach_the_guest(module_vm, kernel):
