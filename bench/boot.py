@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--commands", type=int, default=20, help="SSH commands timed per boot")
     ap.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     ap.add_argument("--no-cold-image", action="store_true", help="skip the cold mmdebstrap image build")
+    ap.add_argument("--keep", action="store_true", help="keep the guests' console logs (else removed after a run "
+                    "that finished; a failed one keeps them)")
     ap.add_argument("--cpu", action="append", default=[], metavar="MODEL",
                     help="QEMU -cpu model(s) to compare (default: the harness default for the accelerator)")
     args = ap.parse_args()
@@ -59,6 +61,10 @@ def main() -> int:
         accel = pick_accel(args.accel, k, paths, work / "accel", log=lambda s: None)
         for cpu in args.cpu or [None]:
             bench_kernel(k, image, paths, work, accel, cpu, args.runs, args.commands, spec)
+    if args.keep:
+        print(f"console logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="boot the bzImage as is (default: its uncompressed vmlinux through PVH, no decompression)")
     p.add_argument("--no-snapshot", action="store_true", help="boot every guest afresh (default: restore a snapshot of a booted guest, saved on first use)")
     p.add_argument("--fs", choices=tuple(MKFS), help="attach a fresh scratch disk with this file system")
-    p.add_argument("--artifacts", type=Path, help="directory for the console log etc. (default: a temp dir)")
+    p.add_argument("--artifacts", type=Path, help="directory for the console log etc., kept (default: a temp dir, removed unless something failed)")
     p.add_argument("--timeout", type=float, default=300, help="per-command timeout in seconds")
     p.add_argument("commands", nargs="*", help="shell commands to run in the guest, in order")
 
@@ -42,13 +43,25 @@ def run(args: argparse.Namespace) -> int:
     k = debian_src.resolve_spec(spec, paths, modules=args.modules, log=say, refresh=args.refresh)
     image = build_rootfs(paths, log=say, arch=k.arch)
     workdir = args.artifacts or Path(tempfile.mkdtemp(prefix="pinharness-boot-"))
+    status = 1
+    try:
+        status = _boot(args, paths, k, image, workdir)
+    finally:
+        if args.artifacts is None and status == 0:
+            shutil.rmtree(workdir, ignore_errors=True)  # kept only when asked for, or when something failed
+        else:
+            print(f"pinharness: console log and artifacts kept in {workdir}", file=sys.stderr)
+    return status
+
+
+def _boot(args: argparse.Namespace, paths: Paths, k, image, workdir: Path) -> int:
     disks = [make_scratch_disk(workdir, args.fs)] if args.fs else []
     status = 0
     with VM(k, image, paths, workdir, VMOptions(memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
                                                 pvh=not args.no_pvh, snapshot=not args.no_snapshot),
             disks=disks, log=say) as vm:
         print(f"pinharness: {k.name} ({k.release}) up in {vm.boot_seconds:.1f}s under {vm.accel.accel}; "
-              f"ssh port {vm.machine.ssh_port}; artifacts in {workdir}", file=sys.stderr)
+              f"ssh port {vm.machine.ssh_port}", file=sys.stderr)
         for cmd in args.commands:
             res = vm.run(cmd, timeout=args.timeout)
             sys.stdout.write(res.stdout)

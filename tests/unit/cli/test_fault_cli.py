@@ -176,6 +176,26 @@ def test_boot_stdout_is_guest_output_alone(tmp_path, monkeypatch, capsys):
     assert "falling back to TCG" in cap.err and "building guest image" in cap.err
 
 
+def test_boot_removes_its_temp_dir_unless_something_failed(tmp_path, monkeypatch, capsys):
+    """Without --artifacts, a boot that ended well leaves no directory behind; a failed command (or
+    a failed boot) keeps the console log and says where."""
+    fake_setup(monkeypatch, [])
+    monkeypatch.setattr(boot_cmd, "VM", FakeVM)
+    monkeypatch.setattr(boot_cmd.tempfile, "tempdir", str(tmp_path))
+    assert cli.main(["boot", "uname -r"]) == 0
+    assert list(tmp_path.iterdir()) == [] and "kept in" not in capsys.readouterr().err
+
+    class FailingCommand(FakeVM):
+        def run(self, command, timeout):
+            return CommandResult(command, 3, "", "no\n", 0.1)
+
+    monkeypatch.setattr(boot_cmd, "VM", FailingCommand)
+    assert cli.main(["boot", "false"]) == 3
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("pinharness-boot-")
+    assert f"console log and artifacts kept in {kept[0]}" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- ph-* socket directories
 
 class FailingMachine:
