@@ -147,7 +147,8 @@ def default_out(tree: Path, configs: Sequence[str], paths: Paths, arch: str = AR
     """One stable O= directory per tree, fragment set and architecture: incremental builds and ccache hits."""
     tree = Path(tree).resolve()
     key = hashlib.sha256(str(tree).encode()).hexdigest()[:10]
-    label = "+".join(Path(c).stem for c in configs) + ("" if arch_mod.get(arch).name == ARCH else f"@{arch}")
+    # "-arm64", not "@arm64": `tree:<this directory>` must not read as a kernel spec's arch suffix
+    label = "+".join(Path(c).stem for c in configs) + ("" if arch_mod.get(arch).name == ARCH else f"-{arch}")
     return paths.cache / "builds" / f"{tree.name}-{key}-{label}"
 
 

@@ -8,6 +8,7 @@ and ``--arch`` on the command line adds that suffix to every kernel. Everything 
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Optional
 
@@ -88,9 +89,10 @@ def host() -> Optional[Arch]:
 
 
 def split_spec(spec: str) -> tuple[str, Arch]:
-    """'debian:6.1@arm64' -> ('debian:6.1', arm64); no suffix -> x86_64."""
+    """'debian:6.1@arm64' -> ('debian:6.1', arm64); no suffix -> x86_64. A path that exists with
+    its '@' (``tree:/builds/linux@v6.1``) is a path, not a suffix."""
     base, sep, name = spec.rpartition("@")
-    if not sep or "/" in name:
+    if not sep or "/" in name or Path(spec.split(":", 1)[1] if spec.startswith(("tree:", "image:")) else spec).exists():
         return spec, ARCHES[DEFAULT]
     return base, get(name)
 
@@ -99,6 +101,6 @@ def with_arch(spec: str, arch: str) -> str:
     """``spec`` for ``arch``: the suffix added (x86_64 adds none), a conflicting one refused."""
     base, have = split_spec(spec)
     want = get(arch)
-    if "@" in spec and have.name != want.name:
+    if base != spec and have.name != want.name:
         raise HarnessError(f"kernel {spec} names {have.name} but --arch asks for {want.name}: drop one of them")
     return base if want.name == DEFAULT else f"{base}@{want.name}"

@@ -264,13 +264,16 @@ def from_tree(tree: Path, paths: Paths, log=print, arch: Optional[str] = None) -
     cfg = parse_config(config.read_text()) if config.exists() else {}
     modules_dir = None
     if cfg.get("CONFIG_MODULES") == "y" and (tree / "modules.order").exists():
-        modules_dir = _install_tree_modules(tree, release, bz, paths, log)
+        modules_dir = _install_tree_modules(tree, release, bz, paths, log, row)
     return Kernel(name=_name_for(release, "tree"), source=f"tree:{tree}", image=bz, release=release, arch=row.name,
                   modules_dir=modules_dir, config_path=config if config.exists() else None, vmlinux=vmlinux)
 
 
-def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log) -> Path:
-    """`make modules_install` into the cache, keyed by the build; reused when unchanged."""
+def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log,
+                          row: arch_mod.Arch = arch_mod.ARCHES[arch_mod.DEFAULT]) -> Path:
+    """`make modules_install` into the cache, keyed by the build; reused when unchanged. ARCH (and
+    CROSS_COMPILE for a cross build) as the build had them: an arm64 tree is not read with x86's
+    Makefile (``%install`` targets never re-run Kconfig, so CC need not match)."""
     h = hashlib.sha256()
     for p in (bz, tree / "modules.order"):
         st = p.stat()
@@ -279,7 +282,7 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
 
     def build(tmp: Path) -> None:
         log(f"pinharness: installing modules of {tree} into {root}")
-        proc = subprocess.run(["make", "-s", "-C", str(tree), "modules_install", f"INSTALL_MOD_PATH={tmp}"],
+        proc = subprocess.run(tree_make_argv(tree, row, "modules_install", f"INSTALL_MOD_PATH={tmp}"),
                               capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             raise_if_enospc(proc.stderr + proc.stdout, root.parent, f"the modules of {tree}")
@@ -290,6 +293,13 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log)
 
     atomic_artifact(root, build, log=log)
     return root / "lib" / "modules" / release
+
+
+def tree_make_argv(tree: Path, row: arch_mod.Arch, *targets: str) -> list[str]:
+    """`make` in a built tree for ``row``'s architecture, cross-compiling when the host is another."""
+    host = arch_mod.host()
+    cross = [f"CROSS_COMPILE={row.cross_prefix}"] if row.cross_prefix and (host is None or host.name != row.name) else []
+    return ["make", "-s", "-C", str(tree), f"ARCH={row.kbuild_arch}", *cross, *targets]
 
 
 # --------------------------------------------------------------------------- Debian
@@ -463,8 +473,8 @@ def resolve(spec: str, paths: Paths, modules: Optional[Path] = None, log=print, 
     """'debian:6.1' | 'debian:sid' | 'tree:PATH' | a path to a bzImage/vmlinux/Image (with --modules);
     '@arm64' after any of them names the architecture (x86_64 without one; trees and images are
     also checked against it)."""
-    named = "@" in spec
-    spec, row = arch_mod.split_spec(spec)
+    base, row = arch_mod.split_spec(spec)
+    named, spec = base != spec, base
     if spec.startswith("debian:"):
         return from_debian(spec.split(":", 1)[1], paths, log=log, refresh=refresh,
                            download_progress=download_progress, arch=row.name)

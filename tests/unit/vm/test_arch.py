@@ -31,6 +31,18 @@ def test_specs_name_their_architecture_with_a_suffix(spec, base, arch):
     assert (got_base, row.name) == (base, arch)
 
 
+def test_a_directory_that_exists_with_its_at_is_a_path_not_a_suffix(tmp_path):
+    """`tree:DIR` of a directory named like `linux@v6.1` or `...@arm64` is that directory."""
+    for name in ("linux@v6.1", "build@arm64"):
+        (tmp_path / name).mkdir()
+        for spec in (f"tree:{tmp_path / name}", str(tmp_path / name)):
+            assert arch_mod.split_spec(spec) == (spec, arch_mod.ARCHES["x86_64"])
+    assert arch_mod.split_spec(f"tree:{tmp_path / 'other'}@arm64")[1].name == "arm64"  # no such dir: a suffix
+    named = arch_mod.with_arch(f"tree:{tmp_path / 'build@arm64'}", "arm64")
+    assert named == f"tree:{tmp_path / 'build@arm64'}@arm64"
+    assert arch_mod.split_spec(named) == (f"tree:{tmp_path / 'build@arm64'}", arch_mod.ARCHES["arm64"])
+
+
 def test_with_arch_adds_the_suffix_and_refuses_a_conflict():
     assert arch_mod.with_arch("debian:6.1", "arm64") == "debian:6.1@arm64"
     assert arch_mod.with_arch("debian:6.1", "x86_64") == "debian:6.1"
@@ -184,3 +196,13 @@ def test_the_iommu_a_workload_needs_is_the_architectures():
 def test_a_guest_that_runs_kvm_gets_el2_on_arm64_and_nothing_more_on_x86():
     assert _opt(build_argv(_cfg("arm64", nested=True)), "-machine") == ["virt,gic-version=3,virtualization=on"]
     assert _opt(build_argv(_cfg("x86_64", nested=True)), "-machine") == ["q35"]  # -cpu max has SVM
+
+
+def test_a_tree_is_made_with_its_own_architecture():
+    """`make modules_install` in an arm64 build directory gets ARCH=arm64 and the cross compiler: with
+    the host's default ARCH, Kbuild would read the tree with x86's Makefile."""
+    arm = k.tree_make_argv(Path("/b"), arch_mod.get("arm64"), "modules_install", "INSTALL_MOD_PATH=/m")
+    assert arm == ["make", "-s", "-C", "/b", "ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "modules_install",
+                   "INSTALL_MOD_PATH=/m"]
+    x86 = k.tree_make_argv(Path("/b"), arch_mod.get("x86_64"), "modules_install")
+    assert x86 == ["make", "-s", "-C", "/b", "ARCH=x86_64", "modules_install"]
