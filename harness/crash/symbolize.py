@@ -29,7 +29,7 @@ import re
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from elftools.common.exceptions import ELFError
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor
@@ -39,7 +39,7 @@ from harness.crash import console
 from harness.crash.console import CrashReport, Frame
 from harness.errors import HarnessError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: an O= build's absolute source paths made relative to its source tree
 
 
 @dataclass(frozen=True)
@@ -352,6 +352,7 @@ class _Unit:
         self._lines: Optional[tuple[list[int], list[tuple[int, int, int]]]] = None
         self._funcs: Optional[list[tuple[int, int, object]]] = None
         self._program = None
+        self._srctree: Optional[str] = None
 
     # -- names and files
 
@@ -373,7 +374,9 @@ class _Unit:
         d = entry.dir_index if version >= 5 else entry.dir_index - 1
         directory = self.comp_dir if d < 0 else dirs[d].decode(errors="replace") if d < len(dirs) else ""
         path = name if name.startswith("/") else os.path.join(directory, name)
-        return clean_path(path, self.comp_dir)
+        if self._srctree is None:
+            self._srctree = source_tree([d.decode(errors="replace") for d in dirs])
+        return clean_path(path, self.comp_dir, self._srctree)
 
     def ranges(self, die) -> list[tuple[int, int]]:
         lo = _attr(die, "DW_AT_low_pc")
@@ -490,13 +493,28 @@ class _Unit:
         return out
 
 
-def clean_path(path: str, comp_dir: str = "") -> str:
-    """A source path as the kernel tree names it: relative to the build dir, no './'."""
+def clean_path(path: str, comp_dir: str = "", srctree: str = "") -> str:
+    """A source path as the kernel tree names it: relative to the build dir or, in an O= build whose
+    sources are named by absolute path, to the source tree; no './'."""
     path = os.path.normpath(path)
-    for prefix in (comp_dir.rstrip("/") + "/" if comp_dir else None,):
+    for prefix in (comp_dir.rstrip("/") + "/" if comp_dir else None, srctree.rstrip("/") + "/" if srctree else None):
         if prefix and path.startswith(prefix):
             path = path[len(prefix):]
     return path[2:] if path.startswith("./") else path
+
+
+_KERNEL_INCLUDE = re.compile(r"^(/.+?)/include/(?:linux|uapi|asm-generic)(?:/|$)")
+
+
+def source_tree(include_dirs: Sequence[str]) -> str:
+    """The absolute source tree of a compile unit built out of tree (``make O=``), read off its line
+    table's include directories (``/src/linux/include/linux`` -> ``/src/linux``); "" when its
+    sources are named relative to the build directory, as in an in-tree or Debian build."""
+    for d in include_dirs:
+        m = _KERNEL_INCLUDE.match(d)
+        if m:
+            return m.group(1)
+    return ""
 
 
 # ---------------------------------------------------------------- reports

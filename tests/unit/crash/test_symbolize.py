@@ -391,3 +391,17 @@ def test_arm64_report_of_a_module_is_decoded_like_decode_stacktrace(built_a64, t
     assert [(f.function, f.inlined) for f in frames][:3] == [("mark_dirty", True), ("release_pages", True),
                                                              ("bio_release_pages", False)]
     assert not any(f.function == "dio_bio_end_io" and f.exact for f in frames)
+
+
+def test_an_out_of_tree_builds_sources_are_named_relative_to_its_source_tree():
+    """`make O=...` names sources by absolute path (/src/linux/fs/ext4/inode.c); a report names them as
+    the tree does (fs/ext4/inode.c), the way Debian's relative paths already read."""
+    from harness.crash.symbolize import source_tree
+
+    dirs = ["/build/o", "/src/linux-7.2/include/linux", "/src/linux-7.2/arch/arm64/include/asm",
+            "/src/linux-7.2/fs/ext4"]
+    assert source_tree(dirs) == "/src/linux-7.2"
+    assert clean_path("/src/linux-7.2/fs/ext4/inode.c", "/build/o", "/src/linux-7.2") == "fs/ext4/inode.c"
+    assert clean_path("/build/o/include/generated/x.h", "/build/o", "/src/linux-7.2") == "include/generated/x.h"
+    assert source_tree(["./include/linux", "include/linux", "arch/x86/include/asm"]) == ""  # Debian: relative
+    assert clean_path("./fs/ext4/inode.c", "/build/debian", "") == "fs/ext4/inode.c"
