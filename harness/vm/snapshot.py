@@ -308,16 +308,19 @@ def hotplug(machine: Machine, disks: Sequence[Disk], first_index: int, devices: 
 
 def settle_command(serials: Sequence[str], pci_ids: Sequence[str], seed: bytes, now: float) -> str:
     """One guest command: wait (10 s at most) until the hot-plugged disks (by serial) and devices (by PCI
-    vendor:device) are there, then take the host's seed and clock."""
+    vendor:device) are there, then take the host's seed and clock. Under TCG every program bash starts
+    costs ~0.1 s after a restore, so it waits with `read -t` on a pipe of its own (no `sleep`) and
+    `date` replaces the shell instead of being forked from it."""
     checks = [f"has /sys/block/vd*/serial {s}" for s in serials]
     checks += [f"has_pci {i}" for i in pci_ids]
     return ("has() { local want=${@: -1} f x; for f in \"${@:1:$#-1}\"; do read -r x < $f 2>/dev/null; "
             "[ \"$x\" = $want ] && return 0; done; return 1; }; "
             "has_pci() { local d v p; for d in /sys/bus/pci/devices/*; do read -r v < $d/vendor; read -r p < $d/device; "
             "[ $v:$p = $1 ] && return 0; done; return 1; }; "
+            "nap() { [ -n \"$napfd\" ] || exec {napfd}<> <(:); read -rt 0.05 -u $napfd; }; "
             f"for ((i = 0; i < 200; i++)); do ok=1; {'; '.join(f'{c} || ok=' for c in checks) or ':'}; "
-            "[ -n \"$ok\" ] && break; sleep 0.05; done; "
-            f"echo {seed.hex()} > /dev/urandom; date -s @{now:.3f} >/dev/null; [ -n \"$ok\" ]")
+            "[ -n \"$ok\" ] && break; nap; done; "
+            f"[ -n \"$ok\" ] || exit 1; echo {seed.hex()} > /dev/urandom; exec date -s @{now:.3f} >/dev/null")
 
 
 def settle(guest: Guest, machine: Machine, disks: Sequence[Disk], devices: Sequence[str] = (),

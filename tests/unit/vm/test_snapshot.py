@@ -2,6 +2,7 @@
 the hot-plug and settle commands, pruning. The save/restore itself runs in tests/vm/test_restored_guests.py."""
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -133,7 +134,18 @@ def test_settle_command_waits_for_every_serial_then_seeds_and_sets_the_clock():
     assert "has /sys/block/vd*/serial scratch0 || ok=" in cmd and "has /sys/block/vd*/serial ph-source" in cmd
     assert "has_pci 0x1234:0x11e8 || ok=" in cmd
     assert "echo 00010203 > /dev/urandom" in cmd
-    assert "date -s @1700000000.250" in cmd
+    assert cmd.endswith("exec date -s @1700000000.250 >/dev/null")  # the last program replaces the shell
+    assert "sleep" not in cmd and "[ -n \"$ok\" ] || exit 1;" in cmd
+
+
+def test_settle_commands_wait_is_a_read_timeout_not_a_program():
+    """The wait between checks (bash's `read -t` on a pipe it holds open both ways) really waits and
+    starts no program; run by the host's bash on the command's own functions."""
+    cmd = snapshot.settle_command([], [], b"", 0.0)
+    nap = cmd[cmd.index("nap() {"):cmd.index("}; for")] + "}"
+    script = f"{nap}; t=$EPOCHREALTIME; for n in 1 2 3 4; do nap; done; echo $t $EPOCHREALTIME"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=10, check=True).stdout.split()
+    assert 0.18 <= float(out[1]) - float(out[0]) < 2.0
 
 
 def _fake_snapshot(root: Path, name: str, used: float) -> Path:
