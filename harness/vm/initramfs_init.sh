@@ -52,23 +52,6 @@ if arg pinharness.modules; then
   mount -t ext4 -o ro "$REPLY" "/newroot/lib/modules/$rel" || die "cannot mount modules disk $REPLY"
   early="modules"
 fi
-# The rootfs' /etc/fstab, with /run and /tmp under /newroot; what is under /dev and /sys moves
-# with them below
-mkdir -p /dev/pts /dev/shm
-cat > /etc/fstab <<'FSTAB'
-devpts   /dev/pts              devpts   gid=5,mode=620 0 0
-tmpfs    /dev/shm              tmpfs    defaults       0 0
-tmpfs    /newroot/run          tmpfs    mode=755       0 0
-tmpfs    /newroot/tmp          tmpfs    defaults       0 0
-cgroup2  /sys/fs/cgroup        cgroup2  defaults       0 0
-debugfs  /sys/kernel/debug     debugfs  defaults       0 0
-tracefs  /sys/kernel/tracing   tracefs  defaults       0 0
-configfs /sys/kernel/config    configfs defaults       0 0
-FSTAB
-# as before, a file system the kernel lacks (configfs as a module, no debugfs) is left out
-mount -a 2>/dev/null
-early="$early mounts"
-mkdir -p /newroot/run/sshd
 if [ -e /sys/class/net/eth0 ] && ip link set lo up && ip link set eth0 up &&
     ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2; then
   early="$early net"
@@ -78,8 +61,15 @@ if arg pinharness.key && echo "$REPLY" | base64 -d > /newroot/root/.ssh/authoriz
 fi
 echo 1 > /proc/sys/kernel/sysrq
 echo pinharness > /proc/sys/kernel/hostname
-echo "$early" > /newroot/run/pinharness-early
+# /dev and /proc move into the new root, then the rootfs' own /etc/fstab (sysfs and what is under
+# it, /run, /tmp...) is mounted there, each mount point under /newroot; as before, a file system
+# the kernel lacks (configfs as a module, no debugfs) is left out
 mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
-mount --move /sys /newroot/sys
+umount /sys
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+sed -E 's#^([^#[:space:]]+[[:space:]]+)/#\1/newroot/#' /newroot/etc/fstab > /etc/fstab
+mount -a 2> /newroot/dev/null
+mkdir -p /newroot/run/sshd
+echo "$early mounts" > /newroot/run/pinharness-early
 exec switch_root /newroot /sbin/pinharness-init
