@@ -296,9 +296,8 @@ def _install_tree_modules(tree: Path, release: str, bz: Path, paths: Paths, log,
 
 
 def tree_make_argv(tree: Path, row: arch_mod.Arch, *targets: str) -> list[str]:
-    """`make` in a built tree for ``row``'s architecture, cross-compiling when the host is another."""
-    host = arch_mod.host()
-    cross = [f"CROSS_COMPILE={row.cross_prefix}"] if row.cross_prefix and (host is None or host.name != row.name) else []
+    """`make` in a built tree with the ARCH and CROSS_COMPILE `build` gave it (kbuild.build.make_argv)."""
+    cross = [f"CROSS_COMPILE={row.cross_prefix}"] if row.cross_prefix else []
     return ["make", "-s", "-C", str(tree), f"ARCH={row.kbuild_arch}", *cross, *targets]
 
 
